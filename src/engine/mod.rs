@@ -1,0 +1,96 @@
+//! The background-removal engine: decode → preprocess → inference →
+//! postprocess → composite/encode. Plain Rust, no UI.
+
+pub mod composite;
+pub mod decode;
+pub mod encode;
+pub mod inference;
+pub mod pipeline;
+pub mod postprocess;
+pub mod preprocess;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use image::{GrayImage, RgbaImage};
+
+use crate::catalog::{self, ModelCatalog, ModelEntry};
+use crate::error::Error;
+use crate::paths::AppDirs;
+use crate::runtime;
+use inference::{InferenceSession, ModelOutput, ProviderReport, SessionOptions};
+use postprocess::Postprocessor;
+use preprocess::Preprocessor;
+
+/// Time spent in each stage for one image.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub decode: Duration,
+    pub preprocess: Duration,
+    pub run: Duration,
+    pub postprocess: Duration,
+    pub encode: Duration,
+}
+
+/// A loaded model with everything needed to turn a photo into a mask.
+/// Sequential: the pipeline splits it over threads instead.
+pub struct Engine {
+    pub model: ModelEntry,
+    pub model_path: PathBuf,
+    pub session: InferenceSession,
+    pub preprocessor: Preprocessor,
+    pub postprocessor: Postprocessor,
+}
+
+impl Engine {
+    /// Loads the runtime (once per process) and the model (`None`: the default).
+    pub fn load(dirs: &AppDirs, catalog: &ModelCatalog, model_id: Option<&str>, options: &SessionOptions) -> Result<Self, Error> {
+        let model = match model_id {
+            Some(id) => catalog.require(id)?,
+            None => catalog.default_entry(),
+        }
+        .clone();
+        let model_path = catalog::require_installed(&model, dirs)?;
+        let runtime = runtime::load(dirs)?;
+        let session = InferenceSession::load(runtime, &model, &model_path, options)?;
+        Ok(Self {
+            preprocessor: Preprocessor::new(&model),
+            postprocessor: Postprocessor::new(),
+            model,
+            model_path,
+            session,
+        })
+    }
+
+    pub fn provider(&self) -> &ProviderReport {
+        self.session.provider()
+    }
+
+    /// The network's raw output for `image`, at model resolution.
+    pub fn infer(&mut self, image: &RgbaImage) -> Result<ModelOutput, Error> {
+        let input = self.preprocessor.prepare(image);
+        self.session.run(&input)
+    }
+
+    /// The full-resolution alpha mask for `image`.
+    pub fn mask(&mut self, image: &RgbaImage) -> Result<GrayImage, Error> {
+        self.mask_timed(image).map(|(mask, _)| mask)
+    }
+
+    /// The mask, with the preprocess / run / postprocess split filled in.
+    pub fn mask_timed(&mut self, image: &RgbaImage) -> Result<(GrayImage, StageTimes), Error> {
+        let mut times = StageTimes::default();
+        let t = Instant::now();
+        let input = self.preprocessor.prepare(image);
+        times.preprocess = t.elapsed();
+        let t = Instant::now();
+        let output = self.session.run(&input)?;
+        times.run = t.elapsed();
+        let t = Instant::now();
+        let mask = self
+            .postprocessor
+            .alpha_mask(&output, self.model.postprocess, image.width(), image.height());
+        times.postprocess = t.elapsed();
+        Ok((mask, times))
+    }
+}

@@ -1,0 +1,188 @@
+//! Many images through one model, with decoding and encoding overlapped with
+//! inference. Three stages joined by bounded channels, so at most a handful
+//! of images are in memory however many files there are:
+//!
+//! ```text
+//! decode+preprocess ──(1)──▶ inference worker ──(1)──▶ postprocess+encode+write
+//! ```
+//!
+//! The inference worker is the only owner of the ONNX session. A failure in
+//! any stage is reported for that file and the rest go on.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::bounded;
+use image::RgbaImage;
+
+use crate::catalog::PostProcess;
+use crate::engine::decode::{DecodeLimits, decode_file};
+use crate::engine::encode::{EncodeOptions, encode_result, write_atomically};
+use crate::engine::inference::ModelOutput;
+use crate::engine::preprocess::ModelInput;
+use crate::engine::{Engine, StageTimes};
+use crate::error::Error;
+
+/// One file to process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub input: PathBuf,
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipelineOptions {
+    pub encode: EncodeOptions,
+    pub limits: DecodeLimits,
+}
+
+/// What became of one job.
+#[derive(Debug)]
+pub enum Outcome {
+    Done {
+        index: usize,
+        width: u32,
+        height: u32,
+        times: StageTimes,
+    },
+    Failed {
+        index: usize,
+        error: Error,
+    },
+}
+
+impl Outcome {
+    pub fn index(&self) -> usize {
+        match self {
+            Outcome::Done { index, .. } | Outcome::Failed { index, .. } => *index,
+        }
+    }
+}
+
+struct Prepared {
+    index: usize,
+    image: RgbaImage,
+    input: ModelInput,
+    times: StageTimes,
+}
+
+struct Inferred {
+    index: usize,
+    image: RgbaImage,
+    output: ModelOutput,
+    times: StageTimes,
+}
+
+/// Runs every job through `engine`, calling `on_outcome` on this thread in
+/// completion order (which is job order). Setting `cancel` stops the feed:
+/// images already past decoding finish, the rest are reported cancelled.
+pub fn run(
+    engine: &mut Engine,
+    jobs: &[Job],
+    options: &PipelineOptions,
+    cancel: &AtomicBool,
+    mut on_outcome: impl FnMut(Outcome),
+) {
+    let (prepared_tx, prepared_rx) = bounded::<Result<Prepared, (usize, Error)>>(1);
+    let (inferred_tx, inferred_rx) = bounded::<Result<Inferred, (usize, Error)>>(1);
+    let post = engine.model.postprocess;
+    let Engine {
+        preprocessor,
+        session,
+        postprocessor,
+        ..
+    } = engine;
+
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for (index, job) in jobs.iter().enumerate() {
+                if cancel.load(Ordering::Relaxed) {
+                    let _ = prepared_tx.send(Err((index, Error::Cancelled)));
+                    continue;
+                }
+                let mut times = StageTimes::default();
+                let t = Instant::now();
+                let item = decode_file(&job.input, options.limits).map(|decoded| {
+                    times.decode = t.elapsed();
+                    let t = Instant::now();
+                    let input = preprocessor.prepare(&decoded.rgba);
+                    times.preprocess = t.elapsed();
+                    Prepared {
+                        index,
+                        image: decoded.rgba,
+                        input,
+                        times,
+                    }
+                });
+                if prepared_tx.send(item.map_err(|e| (index, e))).is_err() {
+                    return; // downstream gone
+                }
+            }
+        });
+
+        scope.spawn(move || {
+            for item in prepared_rx {
+                let result = item.and_then(|p| {
+                    let t = Instant::now();
+                    let mut times = p.times;
+                    session
+                        .run(&p.input)
+                        .map(|output| {
+                            times.run = t.elapsed();
+                            Inferred {
+                                index: p.index,
+                                image: p.image,
+                                output,
+                                times,
+                            }
+                        })
+                        .map_err(|e| (p.index, e))
+                });
+                if inferred_tx.send(result).is_err() {
+                    return;
+                }
+            }
+        });
+
+        for item in inferred_rx {
+            let outcome = match item {
+                Ok(inferred) => finish(inferred, &jobs[..], post, postprocessor, options),
+                Err((index, error)) => Outcome::Failed { index, error },
+            };
+            on_outcome(outcome);
+        }
+    });
+}
+
+fn finish(
+    item: Inferred,
+    jobs: &[Job],
+    post: PostProcess,
+    postprocessor: &mut crate::engine::postprocess::Postprocessor,
+    options: &PipelineOptions,
+) -> Outcome {
+    let Inferred {
+        index,
+        image,
+        output,
+        mut times,
+    } = item;
+    let job = &jobs[index];
+    let t = Instant::now();
+    let mask = postprocessor.alpha_mask(&output, post, image.width(), image.height());
+    times.postprocess = t.elapsed();
+    let t = Instant::now();
+    let written = encode_result(&image, &mask, &options.encode, &job.output)
+        .and_then(|bytes| write_atomically(&job.output, &bytes));
+    times.encode = t.elapsed();
+    match written {
+        Ok(()) => Outcome::Done {
+            index,
+            width: image.width(),
+            height: image.height(),
+            times,
+        },
+        Err(error) => Outcome::Failed { index, error },
+    }
+}

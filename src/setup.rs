@@ -1,0 +1,424 @@
+//! `backgrounderase setup`: installs the ONNX Runtime library and models into
+//! the user's data folder, using only the ordinary registry clients (pip for
+//! the runtime wheel, npm for IMG.LY's model package). Downloads are cached,
+//! so a second run — or a run on a machine with a warm cache — needs no network.
+//! Everything is checked against pinned checksums before it is put in place.
+
+use std::collections::HashMap;
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::catalog::{ModelEntry, ModelSource};
+use crate::checksum::{self, ChecksumMismatch};
+use crate::paths::AppDirs;
+use crate::runtime::{LIBRARY_NAME, ORT_VERSION};
+
+/// The PyPI package whose wheel carries the CPU runtime.
+pub const DEFAULT_RUNTIME_PACKAGE: &str = "onnxruntime";
+
+/// sha256 of the runtime library inside the pinned wheel, per platform.
+/// Platforms without an entry rely on pip's own hash check of the wheel.
+const PINNED_LIBRARY_SHA256: &[(&str, &str, &str)] = &[(
+    "onnxruntime",
+    "linux-x86_64",
+    "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
+)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot {action} ({source}): {}", path.display())]
+    Io {
+        action: &'static str,
+        source: std::io::Error,
+        path: PathBuf,
+    },
+    #[error("`{command}` failed ({detail}); check that it is installed and that its registry is reachable")]
+    Command { command: String, detail: String },
+    #[error("{what} not found in the download ({detail}): {}", path.display())]
+    MissingPart {
+        what: String,
+        detail: String,
+        path: PathBuf,
+    },
+    #[error("{0}")]
+    Checksum(#[from] ChecksumMismatch),
+    #[error(
+        "model '{id}' is published at {url}; this build does not download by itself yet: download it, check its {checksum}, and save it as {}",
+        target.display()
+    )]
+    ManualDownload {
+        id: String,
+        url: String,
+        checksum: String,
+        target: PathBuf,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SetupError {
+    let path = path.to_path_buf();
+    move |source| SetupError::Io { action, source, path }
+}
+
+/// What setup did for one component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installed {
+    AlreadyThere(PathBuf),
+    Installed(PathBuf),
+}
+
+impl Installed {
+    pub fn path(&self) -> &Path {
+        match self {
+            Installed::AlreadyThere(p) | Installed::Installed(p) => p,
+        }
+    }
+}
+
+pub struct Setup<'a> {
+    pub dirs: &'a AppDirs,
+    /// PyPI package for the runtime (`onnxruntime`, `onnxruntime-gpu`, `onnxruntime-directml`).
+    pub runtime_package: String,
+    pub log: &'a mut dyn FnMut(&str),
+}
+
+impl Setup<'_> {
+    /// Puts the runtime library in `<data>/runtime`, unless the right one is there.
+    pub fn ensure_runtime(&mut self) -> Result<Installed, SetupError> {
+        let dir = self.dirs.runtime_dir();
+        let target = dir.join(LIBRARY_NAME);
+        let marker = dir.join("VERSION");
+        let wanted = format!("{} {}", self.runtime_package, ORT_VERSION);
+        if target.is_file() && fs::read_to_string(&marker).is_ok_and(|v| v.trim() == wanted) {
+            return Ok(Installed::AlreadyThere(target));
+        }
+        let wheel = self.runtime_wheel()?;
+        (self.log)(&format!("extracting ONNX Runtime from {}", wheel.display()));
+        let libraries = extract_runtime_libraries(&wheel)?;
+        fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
+        for (name, bytes) in &libraries {
+            let is_main = name == LIBRARY_NAME;
+            if is_main && let Some(expected) = pinned_library_sha256(&self.runtime_package) {
+                checksum::verify_sha256(bytes, expected, &wheel)?;
+            }
+            write_file(&dir.join(name), bytes)?;
+        }
+        write_file(&marker, wanted.as_bytes())?;
+        (self.log)(&format!("ONNX Runtime {ORT_VERSION} installed in {}", dir.display()));
+        Ok(Installed::Installed(target))
+    }
+
+    /// Puts `model` in `<data>/models`, unless a verified copy is there.
+    pub fn ensure_model(&mut self, model: &ModelEntry) -> Result<Installed, SetupError> {
+        let dir = self.dirs.models_dir();
+        let target = dir.join(&model.file);
+        if target.is_file() {
+            let bytes = fs::read(&target).map_err(io_err("read model", &target))?;
+            if checksum::verify(&bytes, &model.checksum, &target).is_ok() {
+                return Ok(Installed::AlreadyThere(target));
+            }
+            (self.log)(&format!("{} fails its checksum; installing it again", target.display()));
+        }
+        let bytes = match &model.source {
+            ModelSource::NpmPackage {
+                package,
+                version,
+                resource,
+            } => {
+                let tarball = self.npm_tarball(package, version)?;
+                (self.log)(&format!("assembling {resource} from {}", tarball.display()));
+                assemble_npm_resource(&tarball, resource)?
+            }
+            ModelSource::Url(url) => {
+                return Err(SetupError::ManualDownload {
+                    id: model.id.clone(),
+                    url: url.clone(),
+                    checksum: model.checksum.to_string(),
+                    target,
+                });
+            }
+        };
+        checksum::verify(&bytes, &model.checksum, &target)?;
+        fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
+        write_file(&target, &bytes)?;
+        (self.log)(&format!("model '{}' installed as {}", model.id, target.display()));
+        Ok(Installed::Installed(target))
+    }
+
+    /// The cached wheel, fetched with pip when absent.
+    fn runtime_wheel(&mut self) -> Result<PathBuf, SetupError> {
+        let downloads = self.dirs.downloads_dir();
+        let prefix = format!("{}-{ORT_VERSION}-", self.runtime_package.replace('-', "_"));
+        if let Some(found) = find_file(&downloads, |name| name.starts_with(&prefix) && name.ends_with(".whl")) {
+            return Ok(found);
+        }
+        fs::create_dir_all(&downloads).map_err(io_err("create folder", &downloads))?;
+        (self.log)(&format!(
+            "downloading {}=={ORT_VERSION} with pip into {}",
+            self.runtime_package,
+            downloads.display()
+        ));
+        let python = env::var_os("PYTHON").unwrap_or_else(|| OsString::from(default_python()));
+        let mut cmd = Command::new(&python);
+        cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
+            .arg(format!("{}=={ORT_VERSION}", self.runtime_package))
+            .arg("-d")
+            .arg(&downloads);
+        run(cmd)?;
+        find_file(&downloads, |name| name.starts_with(&prefix) && name.ends_with(".whl")).ok_or_else(|| {
+            SetupError::MissingPart {
+                what: "runtime wheel".into(),
+                detail: format!("pip saved no {prefix}*.whl"),
+                path: downloads.clone(),
+            }
+        })
+    }
+
+    /// The cached npm tarball, fetched with `npm pack` when absent.
+    fn npm_tarball(&mut self, package: &str, version: &str) -> Result<PathBuf, SetupError> {
+        let downloads = self.dirs.downloads_dir();
+        // npm names `@scope/name@v` as `scope-name-v.tgz`.
+        let file = format!("{}-{version}.tgz", package.trim_start_matches('@').replace('/', "-"));
+        let path = downloads.join(&file);
+        if path.is_file() {
+            return Ok(path);
+        }
+        fs::create_dir_all(&downloads).map_err(io_err("create folder", &downloads))?;
+        (self.log)(&format!("downloading {package}@{version} with npm into {}", downloads.display()));
+        let mut cmd = Command::new(if cfg!(windows) { "npm.cmd" } else { "npm" });
+        cmd.args(["pack", "--silent", &format!("{package}@{version}"), "--pack-destination"])
+            .arg(&downloads);
+        run(cmd)?;
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(SetupError::MissingPart {
+                what: "npm tarball".into(),
+                detail: format!("npm saved no {file}"),
+                path: downloads,
+            })
+        }
+    }
+}
+
+fn default_python() -> &'static str {
+    if cfg!(windows) { "python" } else { "python3" }
+}
+
+fn run(mut cmd: Command) -> Result<(), SetupError> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    let output = cmd.output().map_err(|e| SetupError::Command {
+        command: shown.clone(),
+        detail: e.to_string(),
+    })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        Err(SetupError::Command {
+            command: shown,
+            detail: format!(
+                "{}: {}",
+                output.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ),
+        })
+    }
+}
+
+fn find_file(dir: &Path, matches: impl Fn(&str) -> bool) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&matches))
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn platform() -> String {
+    format!("{}-{}", env::consts::OS, env::consts::ARCH)
+}
+
+fn pinned_library_sha256(package: &str) -> Option<&'static str> {
+    let platform = platform();
+    PINNED_LIBRARY_SHA256
+        .iter()
+        .find(|(p, plat, _)| *p == package && *plat == platform)
+        .map(|(_, _, sha)| *sha)
+}
+
+/// The runtime libraries in a wheel, the main one renamed to [`LIBRARY_NAME`].
+fn extract_runtime_libraries(wheel: &Path) -> Result<Vec<(String, Vec<u8>)>, SetupError> {
+    let file = fs::File::open(wheel).map_err(io_err("open wheel", wheel))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| SetupError::MissingPart {
+        what: "zip archive".into(),
+        detail: e.to_string(),
+        path: wheel.into(),
+    })?;
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| SetupError::MissingPart {
+            what: "wheel entry".into(),
+            detail: e.to_string(),
+            path: wheel.into(),
+        })?;
+        let full_name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+        let Some(name) = full_name.strip_prefix("onnxruntime/capi/") else {
+            continue;
+        };
+        let Some(installed_name) = runtime_file_name(name) else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut bytes).map_err(io_err("read wheel", wheel))?;
+        out.push((installed_name, bytes));
+    }
+    if !out.iter().any(|(n, _)| n == LIBRARY_NAME) {
+        return Err(SetupError::MissingPart {
+            what: format!("{LIBRARY_NAME}"),
+            detail: "the wheel has no runtime library for this platform".into(),
+            path: wheel.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Which files of `onnxruntime/capi/` the app needs, and under what name.
+fn runtime_file_name(name: &str) -> Option<String> {
+    if name.contains('/') || name.contains("pybind") {
+        return None;
+    }
+    // The main library: libonnxruntime.so.1.31.1, libonnxruntime.1.31.1.dylib, onnxruntime.dll.
+    let is_main = name.starts_with("libonnxruntime.so.")
+        || (name.starts_with("libonnxruntime.") && name.ends_with(".dylib"))
+        || name == "onnxruntime.dll";
+    if is_main {
+        return Some(LIBRARY_NAME.to_string());
+    }
+    // Provider plug-ins and their helpers (CUDA, DirectML builds).
+    let is_provider = name.starts_with("libonnxruntime_providers_")
+        || name.starts_with("onnxruntime_providers_")
+        || name == "DirectML.dll";
+    is_provider.then(|| name.to_string())
+}
+
+/// Concatenates the chunks of one resource of an IMG.LY data package.
+fn assemble_npm_resource(tarball: &Path, resource: &str) -> Result<Vec<u8>, SetupError> {
+    let missing = |what: &str, detail: String| SetupError::MissingPart {
+        what: what.to_string(),
+        detail,
+        path: tarball.into(),
+    };
+    let open = || -> Result<tar::Archive<flate2::read::GzDecoder<fs::File>>, SetupError> {
+        let file = fs::File::open(tarball).map_err(io_err("open npm tarball", tarball))?;
+        Ok(tar::Archive::new(flate2::read::GzDecoder::new(file)))
+    };
+
+    // Pass 1: the resource index.
+    let mut index_json = None;
+    for entry in open()?.entries().map_err(io_err("read npm tarball", tarball))? {
+        let mut entry = entry.map_err(io_err("read npm tarball", tarball))?;
+        if entry.path().is_ok_and(|p| p == Path::new("package/dist/resources.json")) {
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(io_err("read npm tarball", tarball))?;
+            index_json = Some(text);
+            break;
+        }
+    }
+    let index_json = index_json.ok_or_else(|| missing("dist/resources.json", "no index".into()))?;
+    let chunks = chunk_list(&index_json, resource).map_err(|detail| missing(resource, detail))?;
+
+    // Pass 2: the chunks, in any order in the archive.
+    let wanted: HashMap<&str, usize> = chunks.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
+    let mut parts: Vec<Option<Vec<u8>>> = vec![None; chunks.len()];
+    for entry in open()?.entries().map_err(io_err("read npm tarball", tarball))? {
+        let mut entry = entry.map_err(io_err("read npm tarball", tarball))?;
+        let name = entry
+            .path()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        if let Some(&i) = name.as_deref().and_then(|n| wanted.get(n)) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(io_err("read npm tarball", tarball))?;
+            parts[i] = Some(bytes);
+        }
+    }
+    let mut out = Vec::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        let part = part.ok_or_else(|| missing("model chunk", format!("chunk {} ({}) absent", i, chunks[i])))?;
+        out.extend_from_slice(&part);
+    }
+    Ok(out)
+}
+
+/// The chunk file names of `resource`, in order, from `resources.json`.
+fn chunk_list(index_json: &str, resource: &str) -> Result<Vec<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Resource {
+        chunks: Vec<Chunk>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Chunk {
+        hash: String,
+        offsets: (u64, u64),
+    }
+    let index: HashMap<String, serde_json::Value> =
+        serde_json::from_str(index_json).map_err(|e| format!("resources.json: {e}"))?;
+    let value = index
+        .get(resource)
+        .ok_or_else(|| format!("resources.json lists no {resource}"))?;
+    let mut parsed: Resource = serde_json::from_value(value.clone()).map_err(|e| format!("{resource}: {e}"))?;
+    parsed.chunks.sort_by_key(|c| c.offsets.0);
+    Ok(parsed.chunks.into_iter().map(|c| c.hash).collect())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SetupError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(io_err("create file", path))?;
+    tmp.write_all(bytes).map_err(io_err("write file", path))?;
+    tmp.persist(path).map_err(|e| SetupError::Io {
+        action: "move file into place",
+        source: e.error,
+        path: path.into(),
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_files_are_picked_and_renamed() {
+        assert_eq!(runtime_file_name("libonnxruntime.so.1.31.1").as_deref(), Some(LIBRARY_NAME));
+        assert_eq!(
+            runtime_file_name("libonnxruntime_providers_shared.so").as_deref(),
+            Some("libonnxruntime_providers_shared.so")
+        );
+        assert_eq!(runtime_file_name("onnxruntime_pybind11_state.so"), None);
+        assert_eq!(runtime_file_name("__init__.py"), None);
+    }
+
+    #[test]
+    fn chunks_come_back_in_offset_order() {
+        let json = r#"{"/models/x": {"chunks": [
+            {"hash": "b", "offsets": [10, 20]},
+            {"hash": "a", "offsets": [0, 10]}], "size": 20}}"#;
+        assert_eq!(chunk_list(json, "/models/x").unwrap(), vec!["a", "b"]);
+        assert!(chunk_list(json, "/models/y").unwrap_err().contains("/models/y"));
+    }
+}
