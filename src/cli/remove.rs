@@ -42,10 +42,13 @@ pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
     let cancel = AtomicBool::new(false);
     pipeline::run(&mut engine, &jobs, &options, &cancel, |outcome| {
         match &outcome {
-            Outcome::Done { index, .. } => bar.set_message(jobs[*index].output.display().to_string()),
+            Outcome::Done { index, .. } => {
+                bar.set_message(jobs[*index].output.display().to_string())
+            }
             Outcome::Failed { error, .. } => {
                 failed += 1;
-                bar.println(format!("error: {error}"));
+                // suspend, not println: println prints nothing when stderr is no terminal.
+                bar.suspend(|| eprintln!("error: {error}"));
             }
         }
         bar.inc(1);
@@ -68,11 +71,7 @@ pub fn load_engine(dirs: &AppDirs, args: &EngineArgs) -> Result<Engine> {
         threads: args.threads,
     };
     let engine = Engine::load(dirs, &catalog, args.model.as_deref(), &options)?;
-    eprintln!(
-        "model {} on {}",
-        engine.model.id,
-        engine.provider()
-    );
+    eprintln!("model {} on {}", engine.model.id, engine.provider());
     Ok(engine)
 }
 
@@ -97,7 +96,9 @@ fn plan_jobs(inputs: &[PathBuf], output: &Path, format: OutputFormat) -> Result<
     Ok(inputs
         .iter()
         .map(|input| {
-            let stem = input.file_stem().map_or_else(|| OsString::from("image"), OsString::from);
+            let stem = input
+                .file_stem()
+                .map_or_else(|| OsString::from("image"), OsString::from);
             let mut n = 1;
             let path = loop {
                 let mut name = stem.clone();
@@ -132,7 +133,12 @@ mod tests {
 
     #[test]
     fn one_input_writes_the_named_file() {
-        let jobs = plan_jobs(&["a/cat.jpg".into()], Path::new("out.png"), OutputFormat::Png).unwrap();
+        let jobs = plan_jobs(
+            &["a/cat.jpg".into()],
+            Path::new("out.png"),
+            OutputFormat::Png,
+        )
+        .unwrap();
         assert_eq!(jobs[0].output, Path::new("out.png"));
     }
 

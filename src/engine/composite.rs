@@ -5,7 +5,11 @@ use image::{GrayImage, RgbImage, RgbaImage};
 /// The cut-out: the photo's colours with alpha = source alpha × mask,
 /// straight (not premultiplied), as PNG and WebP store it.
 pub fn cutout(image: &RgbaImage, mask: &GrayImage) -> RgbaImage {
-    assert_eq!(image.dimensions(), mask.dimensions(), "mask and image sizes differ");
+    assert_eq!(
+        image.dimensions(),
+        mask.dimensions(),
+        "mask and image sizes differ"
+    );
     let mut out = image.clone();
     for (px, m) in out.pixels_mut().zip(mask.pixels()) {
         px[3] = mul_u8(px[3], m[0]);
@@ -15,7 +19,11 @@ pub fn cutout(image: &RgbaImage, mask: &GrayImage) -> RgbaImage {
 
 /// The cut-out flattened onto a solid colour (for JPEG, which has no alpha).
 pub fn flatten_on(image: &RgbaImage, mask: &GrayImage, background: [u8; 3]) -> RgbImage {
-    assert_eq!(image.dimensions(), mask.dimensions(), "mask and image sizes differ");
+    assert_eq!(
+        image.dimensions(),
+        mask.dimensions(),
+        "mask and image sizes differ"
+    );
     let mut out = RgbImage::new(image.width(), image.height());
     for ((dst, src), m) in out.pixels_mut().zip(image.pixels()).zip(mask.pixels()) {
         let a = u16::from(mul_u8(src[3], m[0]));

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbaImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbaImage};
 
 use crate::error::Error;
 
@@ -50,7 +50,11 @@ pub fn decode_file(path: &Path, limits: DecodeLimits) -> Result<DecodedImage, Er
 }
 
 /// Decodes an image held in memory; `path` only names it in errors.
-pub fn decode_bytes(bytes: &[u8], path: &Path, limits: DecodeLimits) -> Result<DecodedImage, Error> {
+pub fn decode_bytes(
+    bytes: &[u8],
+    path: &Path,
+    limits: DecodeLimits,
+) -> Result<DecodedImage, Error> {
     if bytes.is_empty() {
         return Err(Error::EmptyFile { path: path.into() });
     }
@@ -65,14 +69,21 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: DecodeLimits) -> Result<D
     };
 
     // The header alone first: a 100000×100000 claim must fail before allocation.
-    let (width, height) = reader()?
-        .into_dimensions()
-        .map_err(|e| classify(e, path))?;
+    let (width, height) = reader()?.into_dimensions().map_err(|e| classify(e, path))?;
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(Error::ImageTooLarge {
             width,
             height,
             limit_mp: limits.max_pixels / 1_000_000,
+            path: path.into(),
+        });
+    }
+
+    if reader()?.format() == Some(ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
+        // The JPEG decoder fills a cut-off file with grey and calls it a
+        // success; a half-grey photo must not become a silent "result".
+        return Err(Error::CorruptImage {
+            detail: "truncated JPEG: no end-of-image marker".into(),
             path: path.into(),
         });
     }
@@ -83,7 +94,9 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: DecodeLimits) -> Result<D
     decode_limits.max_alloc = Some(limits.max_pixels * 8 + (64 << 20));
     reader.limits(decode_limits);
     let mut decoder = reader.into_decoder().map_err(|e| classify(e, path))?;
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, path))?;
     image.apply_orientation(orientation);
     let has_alpha = image.color().has_alpha();
@@ -93,12 +106,25 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: DecodeLimits) -> Result<D
     })
 }
 
+/// Whether an end-of-image marker follows the last start-of-scan. Inside
+/// entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so
+/// an FF D9 after the last FF DA is the true end.
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let last_scan = bytes
+        .windows(2)
+        .rposition(|w| w == [0xFF, 0xDA])
+        .unwrap_or(0);
+    bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
 fn classify(err: ImageError, path: &Path) -> Error {
     match err {
-        ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Error::CorruptImage {
-            detail: "file ends early".into(),
-            path: path.into(),
-        },
+        ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::CorruptImage {
+                detail: "file ends early".into(),
+                path: path.into(),
+            }
+        }
         ImageError::IoError(e) => Error::Io {
             action: "read image",
             source: e,
@@ -122,7 +148,7 @@ fn classify(err: ImageError, path: &Path) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{ImageFormat, Rgba};
+    use image::Rgba;
     use std::path::PathBuf;
 
     fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
@@ -153,13 +179,36 @@ mod tests {
         let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(40, 30, Rgba([1, 2, 3, 255])));
         let png = encode(&img, ImageFormat::Png);
         let err = decode_bytes(&png, &name(), DecodeLimits { max_pixels: 1000 }).unwrap_err();
-        assert!(matches!(err, Error::ImageTooLarge { width: 40, height: 30, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::ImageTooLarge {
+                    width: 40,
+                    height: 30,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn truncated_jpeg_is_an_error_not_a_grey_photo() {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([x as u8 * 4, y as u8 * 4, 9])
+        }));
+        let jpeg = encode(&img, ImageFormat::Jpeg);
+        assert!(decode_bytes(&jpeg, &name(), DecodeLimits::default()).is_ok());
+        let err =
+            decode_bytes(&jpeg[..jpeg.len() - 40], &name(), DecodeLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 
     #[test]
     fn exif_orientation_is_applied() {
         // A 4×2 JPEG tagged "rotate 90° clockwise" must come out 2×4.
-        let img = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(4, 2, image::Rgb([200, 10, 10])));
+        let img =
+            DynamicImage::ImageRgb8(image::RgbImage::from_pixel(4, 2, image::Rgb([200, 10, 10])));
         let jpeg = encode(&img, ImageFormat::Jpeg);
         let tagged = with_exif_orientation(&jpeg, 6);
         let decoded = decode_bytes(&tagged, &name(), DecodeLimits::default()).unwrap();

@@ -62,7 +62,9 @@ impl FromStr for OutputFormat {
             "webp" => Ok(Self::Webp),
             "jpeg" | "jpg" => Ok(Self::Jpeg),
             "mask" => Ok(Self::Mask),
-            other => Err(format!("unknown format '{other}' (choose png, webp, jpeg or mask)")),
+            other => Err(format!(
+                "unknown format '{other}' (choose png, webp, jpeg or mask)"
+            )),
         }
     }
 }
@@ -115,7 +117,12 @@ impl Default for EncodeOptions {
 }
 
 /// Encodes the result of one image; `path` only names it in errors.
-pub fn encode_result(image: &RgbaImage, mask: &GrayImage, options: &EncodeOptions, path: &Path) -> Result<Vec<u8>, Error> {
+pub fn encode_result(
+    image: &RgbaImage,
+    mask: &GrayImage,
+    options: &EncodeOptions,
+    path: &Path,
+) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     let (w, h) = image.dimensions();
     let failed = |e: image::ImageError| Error::Encode {
@@ -126,10 +133,14 @@ pub fn encode_result(image: &RgbaImage, mask: &GrayImage, options: &EncodeOption
     match options.format {
         OutputFormat::Png => {
             let rgba = cutout(image, mask);
-            png(&mut out).write_image(&rgba, w, h, ExtendedColorType::Rgba8).map_err(failed)?;
+            png(&mut out)
+                .write_image(&rgba, w, h, ExtendedColorType::Rgba8)
+                .map_err(failed)?;
         }
         OutputFormat::Mask => {
-            png(&mut out).write_image(mask, w, h, ExtendedColorType::L8).map_err(failed)?;
+            png(&mut out)
+                .write_image(mask, w, h, ExtendedColorType::L8)
+                .map_err(failed)?;
         }
         OutputFormat::Webp => {
             let rgba = cutout(image, mask);
@@ -173,8 +184,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut tmp = builder
         .tempfile_in(dir)
         .map_err(Error::io("create output file", path))?;
-    tmp.write_all(bytes).map_err(Error::io("write output file", path))?;
-    tmp.as_file().sync_all().map_err(Error::io("write output file", path))?;
+    tmp.write_all(bytes)
+        .map_err(Error::io("write output file", path))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(Error::io("write output file", path))?;
     tmp.persist(path).map_err(|e| Error::Io {
         action: "move output file into place",
         source: e.error,
@@ -202,7 +216,12 @@ mod tests {
         let image = RgbaImage::from_pixel(8, 4, Rgba([200, 100, 50, 255]));
         let mut mask = GrayImage::from_pixel(8, 4, Luma([255]));
         mask.put_pixel(0, 0, Luma([0]));
-        for format in [OutputFormat::Png, OutputFormat::Webp, OutputFormat::Jpeg, OutputFormat::Mask] {
+        for format in [
+            OutputFormat::Png,
+            OutputFormat::Webp,
+            OutputFormat::Jpeg,
+            OutputFormat::Mask,
+        ] {
             let options = EncodeOptions {
                 format,
                 background: Rgb8([0, 0, 255]),

@@ -173,8 +173,14 @@ impl InferenceSession {
             });
         };
 
-        let input_name = pick_name(model.input.as_deref(), session.inputs().iter().map(|o| o.name()));
-        let output_name = pick_name(model.output.as_deref(), session.outputs().iter().map(|o| o.name()));
+        let input_name = pick_name(
+            model.input.as_deref(),
+            session.inputs().iter().map(|o| o.name()),
+        );
+        let output_name = pick_name(
+            model.output.as_deref(),
+            session.outputs().iter().map(|o| o.name()),
+        );
         let (Some(input_name), Some(output_name)) = (input_name, output_name) else {
             return Err(Error::ModelLoad {
                 detail: format!(
@@ -187,7 +193,9 @@ impl InferenceSession {
         };
         // Fetch only the mask: ISNet has 11 more outputs that would cost copies.
         let run_options = RunOptions::new()
-            .map_err(|e| Error::Inference { detail: format!("{e:?}") })?
+            .map_err(|e| Error::Inference {
+                detail: format!("{e:?}"),
+            })?
             .with_outputs(OutputSelector::no_default().with(output_name.clone()));
         tracing::info!(model = %model.id, provider = %active, threads, "model loaded");
         Ok(Self {
@@ -212,17 +220,25 @@ impl InferenceSession {
         let failed = |e: ort::Error| Error::Inference {
             detail: format!("{e:?}"),
         };
-        let tensor = TensorRef::from_array_view((input.shape(), input.data.as_slice())).map_err(failed)?;
+        let tensor =
+            TensorRef::from_array_view((input.shape(), input.data.as_slice())).map_err(failed)?;
         let outputs = self
             .session
-            .run_with_options(ort::inputs![self.input_name.as_str() => tensor], &self.run_options)
+            .run_with_options(
+                ort::inputs![self.input_name.as_str() => tensor],
+                &self.run_options,
+            )
             .map_err(failed)?;
-        let value = outputs.get(&self.output_name).ok_or_else(|| Error::ModelOutput {
-            detail: format!("output '{}' missing", self.output_name),
-        })?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| Error::ModelOutput {
-            detail: format!("output '{}' is not f32: {e}", self.output_name),
-        })?;
+        let value = outputs
+            .get(&self.output_name)
+            .ok_or_else(|| Error::ModelOutput {
+                detail: format!("output '{}' missing", self.output_name),
+            })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::ModelOutput {
+                detail: format!("output '{}' is not f32: {e}", self.output_name),
+            })?;
         // [1, 1, H, W] or [1, H, W]: the last two axes are the mask.
         let dims: Vec<i64> = shape.iter().copied().collect();
         let (h, w) = match dims.as_slice() {
@@ -283,8 +299,14 @@ fn build_session(
 ) -> Result<Session, Attempt> {
     let (available, dispatch) = match provider {
         ExecutionProvider::Cuda => (ep::CUDA::is_available(), Some(ep::CUDA::default().build())),
-        ExecutionProvider::DirectMl => (ep::DirectML::is_available(), Some(ep::DirectML::default().build())),
-        ExecutionProvider::CoreMl => (ep::CoreML::is_available(), Some(ep::CoreML::default().build())),
+        ExecutionProvider::DirectMl => (
+            ep::DirectML::is_available(),
+            Some(ep::DirectML::default().build()),
+        ),
+        ExecutionProvider::CoreMl => (
+            ep::CoreML::is_available(),
+            Some(ep::CoreML::default().build()),
+        ),
         ExecutionProvider::Cpu => (Ok(true), None),
     };
     match available {
@@ -328,8 +350,16 @@ mod tests {
     #[test]
     fn provider_choice_parses_names_and_rejects_others() {
         assert_eq!("CUDA".parse::<ProviderChoice>(), Ok(ProviderChoice::Cuda));
-        assert_eq!("directml".parse::<ProviderChoice>(), Ok(ProviderChoice::DirectMl));
-        assert!("tpu".parse::<ProviderChoice>().unwrap_err().contains("coreml"));
+        assert_eq!(
+            "directml".parse::<ProviderChoice>(),
+            Ok(ProviderChoice::DirectMl)
+        );
+        assert!(
+            "tpu"
+                .parse::<ProviderChoice>()
+                .unwrap_err()
+                .contains("coreml")
+        );
     }
 
     #[test]

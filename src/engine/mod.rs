@@ -44,7 +44,12 @@ pub struct Engine {
 
 impl Engine {
     /// Loads the runtime (once per process) and the model (`None`: the default).
-    pub fn load(dirs: &AppDirs, catalog: &ModelCatalog, model_id: Option<&str>, options: &SessionOptions) -> Result<Self, Error> {
+    pub fn load(
+        dirs: &AppDirs,
+        catalog: &ModelCatalog,
+        model_id: Option<&str>,
+        options: &SessionOptions,
+    ) -> Result<Self, Error> {
         let model = match model_id {
             Some(id) => catalog.require(id)?,
             None => catalog.default_entry(),
@@ -87,9 +92,12 @@ impl Engine {
         let output = self.session.run(&input)?;
         times.run = t.elapsed();
         let t = Instant::now();
-        let mask = self
-            .postprocessor
-            .alpha_mask(&output, self.model.postprocess, image.width(), image.height());
+        let mask = self.postprocessor.alpha_mask(
+            &output,
+            self.model.postprocess,
+            image.width(),
+            image.height(),
+        );
         times.postprocess = t.elapsed();
         Ok((mask, times))
     }

@@ -20,13 +20,20 @@ impl Postprocessor {
 
     /// The alpha mask at `width`×`height`, upsampled with Catmull-Rom so edges
     /// stay crisp without the blockiness of bilinear at 4–12× enlargement.
-    pub fn alpha_mask(&mut self, output: &ModelOutput, post: PostProcess, width: u32, height: u32) -> GrayImage {
+    pub fn alpha_mask(
+        &mut self,
+        output: &ModelOutput,
+        post: PostProcess,
+        width: u32,
+        height: u32,
+    ) -> GrayImage {
         let alpha = to_alpha(&output.data, post);
         let src_bytes: Vec<u8> = alpha.iter().flat_map(|v| v.to_ne_bytes()).collect();
         let src = Image::from_vec_u8(output.width, output.height, src_bytes, PixelType::F32)
             .expect("buffer sized from the output");
         let mut dst = Image::new(width, height, PixelType::F32);
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+        let options =
+            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
         self.resizer
             .resize(&src, &mut dst, &options)
             .expect("F32 to F32 resize");
@@ -47,7 +54,9 @@ pub fn to_alpha(raw: &[f32], post: PostProcess) -> Vec<f32> {
         PostProcess::MinMax => {
             let (lo, hi) = raw
                 .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                });
             let range = hi - lo;
             if range <= f32::EPSILON {
                 return vec![0.0; raw.len()];
@@ -67,7 +76,10 @@ mod tests {
 
     #[test]
     fn min_max_stretches_to_unit_range() {
-        assert_eq!(to_alpha(&[2.0, 3.0, 4.0], PostProcess::MinMax), vec![0.0, 0.5, 1.0]);
+        assert_eq!(
+            to_alpha(&[2.0, 3.0, 4.0], PostProcess::MinMax),
+            vec![0.0, 0.5, 1.0]
+        );
         assert_eq!(to_alpha(&[5.0, 5.0], PostProcess::MinMax), vec![0.0, 0.0]);
     }
 
@@ -85,7 +97,11 @@ mod tests {
                 data[y * 16 + x] = 1.0;
             }
         }
-        let output = ModelOutput { width: 16, height: 16, data };
+        let output = ModelOutput {
+            width: 16,
+            height: 16,
+            data,
+        };
         let mask = Postprocessor::new().alpha_mask(&output, PostProcess::None, 4000, 3000);
         assert_eq!(mask.dimensions(), (4000, 3000));
         assert_eq!(mask.get_pixel(10, 1500)[0], 0);

@@ -6,7 +6,7 @@ use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbaImage;
 
-use crate::catalog::{ModelEntry, Normalization};
+use crate::catalog::{InputResize, ModelEntry, Normalization};
 
 /// A 1×3×H×W tensor ready for the network.
 #[derive(Debug, Clone)]
@@ -26,6 +26,7 @@ impl ModelInput {
 pub struct Preprocessor {
     size: (u32, u32),
     normalization: Normalization,
+    method: InputResize,
     resizer: Resizer,
     resized: Image<'static>,
 }
@@ -36,12 +37,22 @@ impl Preprocessor {
         Self {
             size: (w, h),
             normalization: model.normalization,
+            method: model.resize,
             resizer: Resizer::new(),
             resized: Image::new(w, h, PixelType::U8x4),
         }
     }
 
     pub fn prepare(&mut self, image: &RgbaImage) -> ModelInput {
+        let (w, h) = self.size;
+        if self.method == InputResize::ImglyBilinear {
+            let rgba = imgly_resize_bilinear(image, w, h);
+            return ModelInput {
+                width: w,
+                height: h,
+                data: to_nchw(&rgba, (w * h) as usize, self.normalization),
+            };
+        }
         // The network sees colour only: transparent pixels keep their RGB
         // (no premultiplication), as IMG.LY and rembg feed them.
         let options = ResizeOptions::new()
@@ -50,13 +61,54 @@ impl Preprocessor {
         self.resizer
             .resize(image, &mut self.resized, &options)
             .expect("source and destination are both U8x4");
-        let (w, h) = self.size;
         ModelInput {
             width: w,
             height: h,
             data: to_nchw(self.resized.buffer(), (w * h) as usize, self.normalization),
         }
     }
+}
+
+/// IMG.LY's `tensorResizeBilinear` (background-removal-node 1.4.5,
+/// src/utils.ts): destination pixel `x` samples the source at `x × scale`,
+/// blends the four neighbours, and rounds half up to 8 bits.
+pub fn imgly_resize_bilinear(src: &RgbaImage, width: u32, height: u32) -> Vec<u8> {
+    let (sw, sh) = (src.width() as usize, src.height() as usize);
+    let scale_x = sw as f64 / f64::from(width);
+    let scale_y = sh as f64 / f64::from(height);
+    // Per-column neighbours and weights, shared by every row.
+    let columns: Vec<(usize, usize, f32)> = (0..width as usize)
+        .map(|x| {
+            let sx = x as f64 * scale_x;
+            let x1 = sx.floor() as usize;
+            let x2 = (sx.ceil() as usize).min(sw - 1);
+            (x1 * 4, x2 * 4, (sx - x1 as f64) as f32)
+        })
+        .collect();
+    let raw = src.as_raw();
+    let stride = sw * 4;
+    let mut out = vec![0u8; width as usize * height as usize * 4];
+    for (y, row_out) in out.chunks_exact_mut(width as usize * 4).enumerate() {
+        let sy = y as f64 * scale_y;
+        let y1 = sy.floor() as usize;
+        let y2 = (sy.ceil() as usize).min(sh - 1);
+        let dy = (sy - y1 as f64) as f32;
+        let (top, bottom) = (&raw[y1 * stride..][..stride], &raw[y2 * stride..][..stride]);
+        for (px, &(x1, x2, dx)) in row_out.chunks_exact_mut(4).zip(&columns) {
+            for c in 0..4 {
+                let p1 = f32::from(top[x1 + c]);
+                let p2 = f32::from(top[x2 + c]);
+                let p3 = f32::from(bottom[x1 + c]);
+                let p4 = f32::from(bottom[x2 + c]);
+                let v = (1.0 - dx) * (1.0 - dy) * p1
+                    + dx * (1.0 - dy) * p2
+                    + (1.0 - dx) * dy * p3
+                    + dx * dy * p4;
+                px[c] = (v + 0.5).floor() as u8;
+            }
+        }
+    }
+    out
 }
 
 /// Interleaved RGBA bytes to planar normalised floats.
@@ -87,6 +139,15 @@ mod tests {
         };
         let data = to_nchw(&[0, 128, 255, 9], 1, n);
         assert_eq!(data, vec![-0.5, 0.0, 127.0 / 256.0]);
+    }
+
+    #[test]
+    fn imgly_resize_samples_from_the_top_left() {
+        // 2×1 → 4×1: samples at 0, 0.5, 1, 1.5 (clamped), as IMG.LY does.
+        let src = RgbaImage::from_raw(2, 1, vec![0, 0, 0, 0, 100, 100, 100, 100]).unwrap();
+        let out = imgly_resize_bilinear(&src, 4, 1);
+        let reds: Vec<u8> = out.chunks(4).map(|p| p[0]).collect();
+        assert_eq!(reds, vec![0, 50, 100, 100]);
     }
 
     #[test]

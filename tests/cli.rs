@@ -1,0 +1,309 @@
+//! The `backgrounderase` binary, driven as a user would: real files, the real
+//! runtime and model, exit codes and messages.
+
+mod common;
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::fixture;
+
+fn cli() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backgrounderase"));
+    cmd.env_remove("ORT_DYLIB_PATH")
+        .env_remove("BACKGROUNDERASE_HOME");
+    cmd
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A decompression bomb: a PNG whose header claims 100000×100000 pixels,
+/// with a small IDAT of deflated zeros (valid chunks and CRCs).
+fn png_bomb() -> Vec<u8> {
+    fn chunk(png: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(&body);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    let mut zeros = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut zeros, &vec![0u8; 1 << 20]).unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &zeros.finish().unwrap());
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn hostile_inputs_fail_one_by_one_and_the_rest_are_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    fs::create_dir(&input).unwrap();
+    let jpeg = fs::read(fixture("photos/chelsea.jpg")).unwrap();
+    let photo = image::open(fixture("photos/chelsea.jpg")).unwrap();
+
+    let bad: Vec<(PathBuf, &str)> = vec![
+        (input.join("empty.jpg"), "empty"),
+        (input.join("truncated.jpg"), "truncated"),
+        (input.join("notes.png"), "unrecognised"),
+        (input.join("bomb.png"), "100000×100000"),
+    ];
+    fs::write(&bad[0].0, b"").unwrap();
+    fs::write(&bad[1].0, &jpeg[..jpeg.len() * 2 / 5]).unwrap();
+    fs::write(&bad[2].0, "this is a text file with an image's name\n").unwrap();
+    fs::write(&bad[3].0, png_bomb()).unwrap();
+
+    let mut good = vec![
+        fixture("photos/chelsea.jpg"),
+        fixture("odd/cmyk.jpg"),
+        fixture("odd/palette.png"),
+        fixture("objects/bear.png"),
+    ];
+    let grey = input.join("grey.png");
+    photo.to_luma8().save(&grey).unwrap();
+    let deep = input.join("deep16.png");
+    image::DynamicImage::ImageRgb16(photo.to_rgb16())
+        .save(&deep)
+        .unwrap();
+    good.extend([grey, deep]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let latin1 = input.join(std::ffi::OsStr::from_bytes(b"caf\xe9.jpg"));
+        fs::write(&latin1, &jpeg).unwrap();
+        good.push(latin1);
+    }
+
+    // Bad files interleaved with good ones: none may disturb its neighbours.
+    let mut args: Vec<PathBuf> = Vec::new();
+    for (i, g) in good.iter().enumerate() {
+        args.push(g.clone());
+        if let Some((b, _)) = bad.get(i) {
+            args.push(b.clone());
+        }
+    }
+    let out = dir.path().join("out");
+    let output = cli()
+        .arg("remove")
+        .args(&args)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for (path, reason) in &bad {
+        let line = stderr
+            .lines()
+            .find(|l| l.ends_with(&path.display().to_string()))
+            .unwrap_or_else(|| panic!("no error line for {}:\n{stderr}", path.display()));
+        assert!(line.starts_with("error: "), "{line}");
+        assert!(line.contains(reason), "{line}");
+    }
+    assert!(
+        stderr.contains(&format!(
+            "{} of {} images done, 4 failed",
+            good.len(),
+            good.len() + 4
+        )),
+        "{stderr}"
+    );
+    for g in &good {
+        let mut name = g.file_stem().unwrap().to_os_string();
+        name.push(".png");
+        let result =
+            image::open(out.join(&name)).unwrap_or_else(|e| panic!("{}: {e}", g.display()));
+        let source = image::open(g).unwrap();
+        assert_eq!(
+            (result.width(), result.height()),
+            (source.width(), source.height())
+        );
+    }
+}
+
+#[test]
+fn one_input_to_a_jpeg_on_a_chosen_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cat.jpg");
+    let output = cli()
+        .args([
+            "remove",
+            "--format",
+            "jpeg",
+            "--bg",
+            "#00ff00",
+            "--provider",
+            "cpu",
+        ])
+        .arg(fixture("photos/coffee.jpg"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("on CPU"),
+        "the provider in use is reported: {stderr}"
+    );
+    let result = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(result.dimensions(), (600, 400));
+    // The table in the corners is background now: green.
+    let corner = result.get_pixel(5, 395).0;
+    assert!(
+        corner[1] > 200 && corner[0] < 60 && corner[2] < 60,
+        "{corner:?}"
+    );
+}
+
+#[test]
+fn require_gpu_fails_clearly_on_a_cpu_only_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cli()
+        .args(["remove", "--require-gpu"])
+        .arg(fixture("photos/coffee.jpg"))
+        .arg("-o")
+        .arg(dir.path().join("x.png"))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("GPU execution provider unavailable") && stderr.contains("CUDA"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("x.png").exists());
+}
+
+#[test]
+fn a_missing_runtime_is_explained_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere/libonnxruntime.so");
+    let output = cli()
+        .env("ORT_DYLIB_PATH", &missing)
+        .arg("remove")
+        .arg(fixture("photos/coffee.jpg"))
+        .arg("-o")
+        .arg(dir.path().join("x.png"))
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("ORT_DYLIB_PATH") && stderr.contains(&missing.display().to_string()),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_model_that_is_not_installed_says_how_to_get_it() {
+    let home = tempfile::tempdir().unwrap();
+    for (model, hint) in [
+        (
+            "isnet-imgly-small",
+            "backgrounderase setup --model isnet-imgly-small",
+        ),
+        (
+            "u2net",
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx",
+        ),
+    ] {
+        let output = cli()
+            .env("BACKGROUNDERASE_HOME", home.path())
+            .args(["remove", "--model", model])
+            .arg(fixture("photos/coffee.jpg"))
+            .arg("-o")
+            .arg(home.path().join("x.png"))
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("not installed") && stderr.contains(hint),
+            "{stderr}"
+        );
+    }
+    let output = cli()
+        .args(["remove", "--model", "nope", "a.jpg", "-o", "b.png"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(
+        stderr.contains("unknown model 'nope'") && stderr.contains("isnet-imgly-medium"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn models_lists_the_catalog_and_what_is_installed() {
+    let output = cli().arg("models").output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(output.status.success());
+    for id in [
+        "isnet-imgly-medium",
+        "isnet-imgly-small",
+        "isnet-general-use",
+        "u2net",
+        "u2netp",
+        "silueta",
+        "birefnet-general-lite",
+    ] {
+        assert!(stdout.contains(id), "{id} missing:\n{stdout}");
+    }
+    let default_line = stdout
+        .lines()
+        .find(|l| l.starts_with("isnet-imgly-medium*"))
+        .unwrap();
+    assert!(
+        default_line.ends_with("isnet-imgly-medium.onnx"),
+        "installed path shown: {default_line}"
+    );
+}
+
+#[test]
+fn no_subcommand_prints_help() {
+    let output = cli().output().unwrap();
+    let (stdout, _) = text(&output);
+    assert!(output.status.success());
+    assert!(
+        stdout.contains("remove") && stdout.contains("models") && stdout.contains("setup"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn setup_is_idempotent_and_offline_once_installed() {
+    // The README's test command ran setup already; a second run must find
+    // everything in place and touch no network (PATH without pip or npm).
+    let output = cli()
+        .arg("setup")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("ONNX Runtime: already installed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("model isnet-imgly-medium: already installed"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,74 @@
+//! Shared helpers for the integration tests: the real runtime and model
+//! (installed by `backgrounderase setup`), fixtures, and mask metrics.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use backgrounderase::catalog::ModelCatalog;
+use backgrounderase::engine::Engine;
+use backgrounderase::engine::inference::SessionOptions;
+use backgrounderase::paths::AppDirs;
+use image::GrayImage;
+
+/// One engine per test binary: ONNX Runtime allows one environment per
+/// process, and loading the model once keeps the suite quick.
+pub fn engine() -> MutexGuard<'static, Engine> {
+    static ENGINE: OnceLock<Mutex<Engine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let engine = Engine::load(
+                &AppDirs::discover(),
+                &ModelCatalog::builtin(),
+                None,
+                &SessionOptions::default(),
+            )
+            .unwrap_or_else(|e| {
+                panic!("the real model is required (run `scripts/test`, which installs it): {e}")
+            });
+            Mutex::new(engine)
+        })
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// A high-resolution photo fetched by `scripts/fetch-test-photos`.
+pub fn test_photo(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BACKGROUNDERASE_TEST_PHOTOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".cache"))
+                .join("backgrounderase/test-photos")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "test photo missing: run `scripts/fetch-test-photos` (the README's test command does): {}",
+        path.display()
+    );
+    path
+}
+
+/// Intersection over union of the masks thresholded at `threshold` (0..1).
+pub fn iou(predicted: &GrayImage, truth: &GrayImage, threshold: f32) -> f64 {
+    assert_eq!(predicted.dimensions(), truth.dimensions());
+    let t = (threshold * 255.0) as u8;
+    let (mut inter, mut union) = (0u64, 0u64);
+    for (p, q) in predicted.pixels().zip(truth.pixels()) {
+        let (a, b) = (p[0] > t, q[0] > t);
+        inter += u64::from(a && b);
+        union += u64::from(a || b);
+    }
+    inter as f64 / union.max(1) as f64
+}

@@ -1,0 +1,245 @@
+//! End-to-end tests of the engine with the real ONNX Runtime and the real
+//! ISNet model on real photos.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use backgrounderase::engine::decode::{DecodeLimits, decode_file};
+use backgrounderase::engine::encode::{EncodeOptions, OutputFormat};
+use backgrounderase::engine::pipeline::{self, Job, Outcome, PipelineOptions};
+use backgrounderase::engine::postprocess::to_alpha;
+use common::{engine, fixture, iou, test_photo};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
+use image::{GrayImage, Luma, RgbaImage, imageops};
+
+#[test]
+fn cutouts_keep_the_exact_input_size_and_real_alpha() {
+    let inputs = [
+        fixture("photos/chelsea.jpg"),
+        fixture("photos/coffee.jpg"),
+        fixture("photos/astronaut.jpg"),
+        test_photo("evening-glow-2560x1600.jpg"),
+    ];
+    let out = tempfile::tempdir().unwrap();
+    let jobs: Vec<Job> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| Job {
+            input: input.clone(),
+            output: out.path().join(format!("{i}.png")),
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    pipeline::run(
+        &mut engine(),
+        &jobs,
+        &PipelineOptions::default(),
+        &AtomicBool::new(false),
+        |o| outcomes.push(o),
+    );
+    assert_eq!(outcomes.len(), jobs.len());
+    for (job, outcome) in jobs.iter().zip(&outcomes) {
+        assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+        let input = image::open(&job.input).unwrap();
+        let result = image::open(&job.output).unwrap().to_rgba8();
+        assert_eq!(
+            result.dimensions(),
+            (input.width(), input.height()),
+            "{}",
+            job.input.display()
+        );
+        let alphas: Vec<u8> = result.pixels().map(|p| p[3]).collect();
+        let (lo, hi) = (alphas.iter().min().unwrap(), alphas.iter().max().unwrap());
+        assert!(
+            *lo < 16 && *hi > 240,
+            "alpha range {lo}..{hi} for {}",
+            job.input.display()
+        );
+        // Straight alpha: the photo's colours survive wherever alpha is full.
+        let rgba = input.to_rgba8();
+        let (x, y) = result
+            .enumerate_pixels()
+            .find(|(_, _, p)| p[3] == 255)
+            .map(|(x, y, _)| (x, y))
+            .unwrap();
+        assert_eq!(result.get_pixel(x, y).0[..3], rgba.get_pixel(x, y).0[..3]);
+    }
+}
+
+#[test]
+fn real_objects_on_real_photos_are_found_with_iou_above_0_9() {
+    for (object, background) in [
+        ("objects/bear.png", "photos/grass.png"),
+        ("objects/guineafowl.png", "photos/gravel.png"),
+    ] {
+        let (composite, truth) =
+            synthetic_composite(&fixture(object), &fixture(background), 960, 720);
+        let mask = engine().mask(&composite).unwrap();
+        let score = iou(&mask, &truth, 0.5);
+        println!("IoU {object} on {background}: {score:.4}");
+        assert!(score >= 0.9, "IoU {score:.4} for {object} on {background}");
+    }
+}
+
+/// The object (with its true alpha) scaled to 70 % of the height and pasted
+/// on the centre of the background; returns the photo and the true alpha.
+fn synthetic_composite(
+    object: &Path,
+    background: &Path,
+    width: u32,
+    height: u32,
+) -> (RgbaImage, GrayImage) {
+    let bg = image::open(background).unwrap().to_rgba8();
+    let mut canvas = imageops::resize(&bg, width, height, imageops::FilterType::Lanczos3);
+    let obj = image::open(object).unwrap().to_rgba8();
+    let scale = (height as f32 * 0.7) / obj.height() as f32;
+    let (ow, oh) = (
+        (obj.width() as f32 * scale) as u32,
+        (obj.height() as f32 * scale) as u32,
+    );
+    let obj = resize_premultiplied(&obj, ow, oh);
+    let (x0, y0) = ((width - ow) / 2, (height - oh) / 2);
+    let mut truth = GrayImage::new(width, height);
+    for (x, y, p) in obj.enumerate_pixels() {
+        let a = f32::from(p[3]) / 255.0;
+        let dst = canvas.get_pixel_mut(x0 + x, y0 + y);
+        for c in 0..3 {
+            dst[c] = (f32::from(p[c]) * a + f32::from(dst[c]) * (1.0 - a)).round() as u8;
+        }
+        truth.put_pixel(x0 + x, y0 + y, Luma([p[3]]));
+    }
+    (canvas, truth)
+}
+
+fn resize_premultiplied(src: &RgbaImage, w: u32, h: u32) -> RgbaImage {
+    let mut dst = Image::new(w, h, PixelType::U8x4);
+    Resizer::new()
+        .resize(
+            src,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)),
+        )
+        .unwrap();
+    RgbaImage::from_raw(w, h, dst.into_vec()).unwrap()
+}
+
+#[test]
+fn preprocessing_matches_imgly_reference_within_one_level() {
+    let photo = decode_file(&fixture("photos/chelsea.jpg"), DecodeLimits::default()).unwrap();
+    let output = engine().infer(&photo.rgba).unwrap();
+    assert_eq!((output.width, output.height), (1024, 1024));
+    let ours = to_alpha(&output.data, backgrounderase::catalog::PostProcess::None);
+    let golden = image::open(fixture("golden-chelsea-imgly-1024.png"))
+        .unwrap()
+        .to_luma16();
+    assert_eq!(golden.dimensions(), (1024, 1024));
+    let mae = ours
+        .iter()
+        .zip(golden.pixels())
+        .map(|(a, g)| (f64::from(*a) - f64::from(g[0]) / 65535.0).abs())
+        .sum::<f64>()
+        / ours.len() as f64;
+    println!("golden mean absolute error: {:.3}/255", mae * 255.0);
+    assert!(mae <= 1.0 / 255.0, "MAE {:.3}/255", mae * 255.0);
+}
+
+#[test]
+fn grey_palette_16_bit_rgba_and_cmyk_inputs_all_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = image::open(fixture("photos/chelsea.jpg")).unwrap();
+    let grey = dir.path().join("grey.png");
+    photo.to_luma8().save(&grey).unwrap();
+    let deep = dir.path().join("deep.png");
+    image::DynamicImage::ImageRgb16(photo.to_rgb16())
+        .save(&deep)
+        .unwrap();
+    let inputs = [
+        grey,
+        deep,
+        fixture("odd/palette.png"),
+        fixture("odd/cmyk.jpg"),
+        fixture("objects/bear.png"),
+    ];
+    for input in &inputs {
+        let decoded = decode_file(input, DecodeLimits::default()).unwrap_or_else(|e| panic!("{e}"));
+        let mask = engine().mask(&decoded.rgba).unwrap();
+        assert_eq!(mask.dimensions(), decoded.rgba.dimensions());
+        let (lo, hi) = mask
+            .pixels()
+            .fold((255, 0), |(lo, hi), p| (p[0].min(lo), p[0].max(hi)));
+        assert!(lo < 16 && hi > 240, "{}: alpha {lo}..{hi}", input.display());
+    }
+    // CMYK is converted to RGB, not misread as inverted or grey.
+    let cmyk = decode_file(&fixture("odd/cmyk.jpg"), DecodeLimits::default())
+        .unwrap()
+        .rgba;
+    let reference = image::open(fixture("photos/chelsea.jpg"))
+        .unwrap()
+        .resize_exact(cmyk.width(), cmyk.height(), imageops::FilterType::Lanczos3);
+    let diff = mean_abs_diff(&cmyk, &reference.to_rgba8());
+    assert!(
+        diff < 12.0,
+        "CMYK decode differs from the photo by {diff:.1} levels"
+    );
+    // Source transparency is kept: the bear's transparent corners stay transparent.
+    let bear = decode_file(&fixture("objects/bear.png"), DecodeLimits::default()).unwrap();
+    assert!(bear.has_alpha);
+    let mask = engine().mask(&bear.rgba).unwrap();
+    let cut = backgrounderase::engine::composite::cutout(&bear.rgba, &mask);
+    assert_eq!(bear.rgba.get_pixel(0, 0)[3], 0);
+    assert_eq!(cut.get_pixel(0, 0)[3], 0);
+}
+
+fn mean_abs_diff(a: &RgbaImage, b: &RgbaImage) -> f64 {
+    let sum: u64 = a
+        .pixels()
+        .zip(b.pixels())
+        .map(|(p, q)| (0..3).map(|c| u64::from(p[c].abs_diff(q[c]))).sum::<u64>())
+        .sum();
+    sum as f64 / (a.width() * a.height() * 3) as f64
+}
+
+#[test]
+fn every_output_format_is_written_at_full_size() {
+    let out = tempfile::tempdir().unwrap();
+    let input = fixture("photos/coffee.jpg");
+    for format in [
+        OutputFormat::Png,
+        OutputFormat::Webp,
+        OutputFormat::Jpeg,
+        OutputFormat::Mask,
+    ] {
+        let job = Job {
+            input: input.clone(),
+            output: out.path().join(format!("coffee.{}", format.extension())),
+        };
+        let options = PipelineOptions {
+            encode: EncodeOptions {
+                format,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut outcome = None;
+        pipeline::run(
+            &mut engine(),
+            std::slice::from_ref(&job),
+            &options,
+            &AtomicBool::new(false),
+            |o| outcome = Some(o),
+        );
+        assert!(
+            matches!(outcome, Some(Outcome::Done { .. })),
+            "{format}: {outcome:?}"
+        );
+        let written = image::open(&job.output).unwrap();
+        assert_eq!((written.width(), written.height()), (600, 400), "{format}");
+        assert_eq!(
+            written.color().has_alpha(),
+            matches!(format, OutputFormat::Png | OutputFormat::Webp),
+            "{format}"
+        );
+    }
+}
