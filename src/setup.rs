@@ -320,7 +320,7 @@ fn extract_runtime_libraries(wheel: &Path) -> Result<Vec<(String, Vec<u8>)>, Set
     }
     if !out.iter().any(|(n, _)| n == LIBRARY_NAME) {
         return Err(SetupError::MissingPart {
-            what: format!("{LIBRARY_NAME}"),
+            what: LIBRARY_NAME.to_string(),
             detail: "the wheel has no runtime library for this platform".into(),
             path: wheel.into(),
         });

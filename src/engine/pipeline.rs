@@ -147,7 +147,7 @@ pub fn run(
 
         for item in inferred_rx {
             let outcome = match item {
-                Ok(inferred) => finish(inferred, &jobs[..], post, postprocessor, options),
+                Ok(inferred) => finish(inferred, jobs, post, postprocessor, options),
                 Err((index, error)) => Outcome::Failed { index, error },
             };
             on_outcome(outcome);
