@@ -2,14 +2,18 @@
 //!
 //! The library holds everything that needs no window: the engine (decode,
 //! preprocess, inference, postprocess, composite, encode, pipeline), the model
-//! catalog, runtime discovery and setup. The binary adds the CLI and the app.
+//! catalog, runtime discovery and setup, and the background worker. `app` is
+//! the egui front end over them; the binary adds the command line.
 
+pub mod app;
 pub mod catalog;
 pub mod checksum;
 pub mod engine;
 pub mod error;
+pub mod gpu;
 pub mod paths;
 pub mod runtime;
 pub mod setup;
+pub mod worker;
 
 pub use error::Error;

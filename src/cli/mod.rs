@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use backgrounderase::catalog::{self, ModelCatalog};
 use backgrounderase::engine::encode::{OutputFormat, Rgb8};
@@ -20,9 +20,15 @@ use backgrounderase::setup::{DEFAULT_RUNTIME_PACKAGE, Installed, Setup};
     version,
     about = "Remove image backgrounds on your own machine. Nothing leaves this computer."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Images to open in the desktop app (no subcommand).
+    pub images: Vec<PathBuf>,
+    /// Model for the desktop app.
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,16 +91,41 @@ pub struct SetupArgs {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let dirs = AppDirs::discover();
     match cli.command {
-        None => {
-            // The desktop app opens here once it lands; until then, help.
-            Cli::command().print_help()?;
-            println!();
-            Ok(ExitCode::SUCCESS)
-        }
+        None => run_app(dirs, cli.model, cli.images),
         Some(Command::Remove(args)) => remove::run(&dirs, args),
         Some(Command::Models) => models(&dirs),
         Some(Command::Setup(args)) => setup(&dirs, args),
     }
+}
+
+fn run_app(dirs: AppDirs, model: Option<String>, images: Vec<PathBuf>) -> Result<ExitCode> {
+    let icon = eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icon-256.png")).ok();
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("BackgroundErase")
+        .with_inner_size([1280.0, 800.0])
+        .with_min_inner_size([640.0, 400.0])
+        .with_drag_and_drop(true);
+    if let Some(icon) = icon {
+        viewport = viewport.with_icon(icon);
+    }
+    let options = eframe::NativeOptions {
+        viewport,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "BackgroundErase",
+        options,
+        Box::new(move |cc| {
+            Ok(Box::new(backgrounderase::app::DesktopApp::new(
+                cc,
+                dirs,
+                model,
+                images,
+            )))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window ({e}); the command-line subcommands work without one (see --help)"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn models(dirs: &AppDirs) -> Result<ExitCode> {

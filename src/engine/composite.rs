@@ -1,6 +1,96 @@
 //! The CPU reference composite: what every export is checked against.
 
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{GrayImage, RgbImage, RgbaImage};
+
+/// What lies under the cut-out.
+#[derive(Debug, Clone, Copy)]
+pub enum CompositeBackground<'a> {
+    Transparent,
+    Colour([u8; 3]),
+    /// A picture the size of the photo (see [`cover`] and [`blurred`]).
+    Image(&'a RgbaImage),
+}
+
+/// The composite as RGBA: straight alpha over a transparent background,
+/// opaque over a colour or picture.
+pub fn composite(
+    image: &RgbaImage,
+    mask: &GrayImage,
+    background: CompositeBackground<'_>,
+) -> RgbaImage {
+    match background {
+        CompositeBackground::Transparent => cutout(image, mask),
+        CompositeBackground::Colour(colour) => {
+            let rgb = flatten_on(image, mask, colour);
+            RgbaImage::from_fn(image.width(), image.height(), |x, y| {
+                let p = rgb.get_pixel(x, y).0;
+                image::Rgba([p[0], p[1], p[2], 255])
+            })
+        }
+        CompositeBackground::Image(picture) => {
+            assert_eq!(
+                image.dimensions(),
+                picture.dimensions(),
+                "background size differs"
+            );
+            let mut out = RgbaImage::new(image.width(), image.height());
+            for (((dst, src), m), bg) in out
+                .pixels_mut()
+                .zip(image.pixels())
+                .zip(mask.pixels())
+                .zip(picture.pixels())
+            {
+                let a = u16::from(mul_u8(src[3], m[0]));
+                for c in 0..3 {
+                    dst[c] =
+                        ((u16::from(src[c]) * a + u16::from(bg[c]) * (255 - a) + 127) / 255) as u8;
+                }
+                dst[3] = 255;
+            }
+            out
+        }
+    }
+}
+
+/// `picture` scaled to cover `width`×`height` and centre-cropped, as a
+/// background photo behind a cut-out.
+pub fn cover(picture: &RgbaImage, width: u32, height: u32) -> RgbaImage {
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .fit_into_destination(None)
+        .use_alpha(false);
+    resize(picture, width, height, &options)
+}
+
+/// A soft blur of `image` (the "blurred original" background): shrink to
+/// about 1/24 of the size, then enlarge smoothly. Cheap at 12 MP, and the
+/// same pixels feed the GPU preview and the CPU export.
+pub fn blurred(image: &RgbaImage) -> RgbaImage {
+    let (w, h) = image.dimensions();
+    let (sw, sh) = ((w / 24).max(1), (h / 24).max(1));
+    let down = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Box))
+        .use_alpha(false);
+    let small = resize(image, sw, sh, &down);
+    let up = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
+        .use_alpha(false);
+    let mut out = resize(&small, w, h, &up);
+    for p in out.pixels_mut() {
+        p[3] = 255;
+    }
+    out
+}
+
+fn resize(src: &RgbaImage, width: u32, height: u32, options: &ResizeOptions) -> RgbaImage {
+    let mut dst = Image::new(width, height, PixelType::U8x4);
+    Resizer::new()
+        .resize(src, &mut dst, options)
+        .expect("RGBA to RGBA");
+    RgbaImage::from_raw(width, height, dst.into_vec()).expect("sized by resize")
+}
 
 /// The cut-out: the photo's colours with alpha = source alpha × mask,
 /// straight (not premultiplied), as PNG and WebP store it.

@@ -1,0 +1,432 @@
+//! The canvas: before/after compare slider, zoom and pan, transparency as a
+//! checkerboard, and the empty state.
+
+use std::sync::Arc;
+
+use egui::{
+    Color32, ColorImage, Pos2, Rect, Sense, Stroke, TextureHandle, TextureOptions, Vec2, pos2, vec2,
+};
+use image::RgbaImage;
+
+use super::gpu_canvas::{CanvasCallback, sync_layer};
+use super::workspace::{Item, Status};
+use crate::gpu::LayerBackground;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Background {
+    Transparent,
+    Colour([u8; 3]),
+    /// A picture of the user's, scaled to cover the photo. `key` tells
+    /// pictures apart cheaply.
+    Picture {
+        key: u64,
+        image: Arc<RgbaImage>,
+    },
+    /// The photo itself, blurred.
+    Blur,
+}
+
+/// Texture key of the blurred-original background.
+const BLUR_KEY: u64 = 1;
+
+impl Background {
+    pub fn ui(&mut self, ui: &mut egui::Ui) -> BackgroundAction {
+        let mut action = BackgroundAction::None;
+        ui.horizontal_wrapped(|ui| {
+            if ui
+                .selectable_label(*self == Background::Transparent, "Transparent")
+                .clicked()
+            {
+                *self = Background::Transparent;
+            }
+            let mut colour = match self {
+                Background::Colour(c) => *c,
+                _ => [255, 255, 255],
+            };
+            let picked = ui
+                .selectable_label(matches!(self, Background::Colour(_)), "Colour")
+                .clicked();
+            if ui.color_edit_button_srgb(&mut colour).changed() || picked {
+                *self = Background::Colour(colour);
+            }
+            if ui
+                .selectable_label(*self == Background::Blur, "Blur")
+                .on_hover_text("The photo itself, blurred")
+                .clicked()
+            {
+                *self = Background::Blur;
+            }
+            if ui
+                .selectable_label(matches!(self, Background::Picture { .. }), "Picture…")
+                .on_hover_text("Choose a picture to put behind the subject")
+                .clicked()
+            {
+                action = BackgroundAction::ChoosePicture;
+            }
+        });
+        action
+    }
+
+    /// The background at `width`×`height` for a photo, when it is a picture.
+    pub fn pixels_for(&self, photo: &RgbaImage) -> Option<(u64, RgbaImage)> {
+        match self {
+            Background::Picture { key, image } => Some((
+                *key,
+                crate::engine::composite::cover(image, photo.width(), photo.height()),
+            )),
+            Background::Blur => Some((BLUR_KEY, crate::engine::composite::blurred(photo))),
+            Background::Transparent | Background::Colour(_) => None,
+        }
+    }
+
+    pub fn layer_background(&self) -> LayerBackground {
+        match self {
+            Background::Transparent => LayerBackground::Transparent,
+            Background::Colour(c) => LayerBackground::Colour(*c),
+            Background::Picture { .. } | Background::Blur => LayerBackground::Texture,
+        }
+    }
+
+    fn key(&self) -> Option<u64> {
+        match self {
+            Background::Picture { key, .. } => Some(*key),
+            Background::Blur => Some(BLUR_KEY),
+            _ => None,
+        }
+    }
+}
+
+/// What the background picker asks of the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackgroundAction {
+    None,
+    ChoosePicture,
+}
+
+/// Display textures of one item.
+pub struct Textures {
+    pub original: TextureHandle,
+    pub cutout: Option<TextureHandle>,
+    /// The picture or blur background at preview size (CPU fallback only).
+    pub background: Option<(u64, TextureHandle)>,
+    pub size: Vec2,
+}
+
+pub struct CanvasView {
+    /// Where the divider sits, 0 (all result) to 1 (all original).
+    pub split: f32,
+    /// `None`: fit the window. Otherwise screen points per image pixel.
+    pub zoom: Option<f32>,
+    pub pan: Vec2,
+    pub background: Background,
+    /// Whether the current drag moves the divider (else it pans).
+    dragging_divider: bool,
+}
+
+impl Default for CanvasView {
+    fn default() -> Self {
+        Self {
+            split: 0.5,
+            zoom: None,
+            pan: Vec2::ZERO,
+            background: Background::Transparent,
+            dragging_divider: false,
+        }
+    }
+}
+
+impl CanvasView {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        item: &mut Item,
+        render_state: Option<&egui_wgpu::RenderState>,
+    ) {
+        ui.horizontal(|ui| {
+            if ui
+                .selectable_label(self.zoom.is_none(), "Fit")
+                .on_hover_text("Fit to window")
+                .clicked()
+            {
+                self.zoom = None;
+                self.pan = Vec2::ZERO;
+            }
+            if ui
+                .selectable_label(self.zoom == Some(1.0), "100 %")
+                .on_hover_text("One image pixel per screen pixel")
+                .clicked()
+            {
+                self.zoom = Some(1.0 / ui.ctx().pixels_per_point());
+            }
+            ui.separator();
+            ui.label(&item.name);
+            match &item.status {
+                Status::Queued => {
+                    ui.weak("waiting…");
+                }
+                Status::Removing => {
+                    ui.spinner();
+                    ui.weak("removing background…");
+                }
+                Status::Failed(reason) => {
+                    ui.colored_label(ui.visuals().error_fg_color, reason);
+                }
+                Status::Done | Status::Cancelled => {}
+            }
+        });
+
+        let Some(size) = item
+            .preview
+            .as_ref()
+            .map(|p| vec2(p.width() as f32, p.height() as f32))
+        else {
+            ui.centered_and_justified(|ui| {
+                if let Status::Failed(reason) = &item.status {
+                    ui.colored_label(ui.visuals().error_fg_color, reason);
+                } else {
+                    ui.spinner();
+                }
+            });
+            return;
+        };
+
+        let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::click_and_drag());
+        response.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::Slider, true, "Compare before and after")
+        });
+        let area = response.rect;
+        let fit = (area.width() / size.x).min(area.height() / size.y);
+        let scale = self.zoom.unwrap_or(fit);
+
+        // Wheel zooms around the pointer; dragging away from the divider pans.
+        if response.hovered() {
+            let scroll = ui.input(|i| i.smooth_scroll_delta.y);
+            if scroll != 0.0 {
+                let new_scale = (scale * (scroll / 200.0).exp()).clamp(fit.min(0.05), 32.0);
+                if let Some(pointer) = response.hover_pos() {
+                    let centre = area.center() + self.pan;
+                    self.pan += (pointer - centre) * (1.0 - new_scale / scale);
+                }
+                self.zoom = Some(new_scale);
+            }
+        }
+        let image_rect =
+            Rect::from_center_size(area.center() + self.pan, size * self.zoom.unwrap_or(fit));
+        let divider_x = image_rect.left() + image_rect.width() * self.split;
+        let near_divider = response
+            .interact_pointer_pos()
+            .or(response.hover_pos())
+            .is_some_and(|p| (p.x - divider_x).abs() < 12.0);
+        if response.drag_started() {
+            // Judge by where the press began: by now the pointer has moved.
+            let origin = ui.input(|i| i.pointer.press_origin());
+            self.dragging_divider = origin.is_some_and(|p| (p.x - divider_x).abs() < 12.0);
+        }
+        if response.dragged() {
+            if self.dragging_divider {
+                if let Some(p) = response.interact_pointer_pos() {
+                    self.split = ((p.x - image_rect.left()) / image_rect.width()).clamp(0.0, 1.0);
+                }
+            } else {
+                self.pan += response.drag_delta();
+            }
+        }
+        if near_divider {
+            ui.ctx().set_cursor_icon(egui::CursorIcon::ResizeHorizontal);
+        }
+
+        let painter = painter.with_clip_rect(area);
+        let preview_background = self.preview_background(item);
+        let on_gpu = render_state.is_some_and(|rs| {
+            let preview = item
+                .preview
+                .as_deref()
+                .expect("textures exist, so the preview does");
+            let bg = preview_background
+                .as_ref()
+                .map(|(k, img)| (*k, img.as_ref()));
+            sync_layer(rs, item.id, preview, item.preview_mask.as_deref(), bg)
+        });
+        if on_gpu {
+            painter.add(egui_wgpu::Callback::new_paint_callback(
+                image_rect,
+                CanvasCallback {
+                    id: item.id,
+                    background: self.background.layer_background(),
+                    split: self.split,
+                    has_mask: item.preview_mask.is_some(),
+                    pixels_per_point: ui.ctx().pixels_per_point(),
+                },
+            ));
+        } else {
+            self.paint_cpu(
+                ui.ctx(),
+                &painter,
+                image_rect,
+                divider_x,
+                item,
+                preview_background,
+            );
+        }
+        // The divider and its handle.
+        painter.line_segment(
+            [
+                pos2(divider_x, image_rect.top()),
+                pos2(divider_x, image_rect.bottom()),
+            ],
+            Stroke::new(2.0, Color32::WHITE),
+        );
+        let handle = pos2(divider_x, image_rect.center().y);
+        painter.circle(
+            handle,
+            10.0,
+            Color32::from_rgb(47, 111, 222),
+            Stroke::new(2.0, Color32::WHITE),
+        );
+        response
+            .on_hover_text("Drag the divider to compare; drag elsewhere to pan; scroll to zoom");
+    }
+}
+
+impl CanvasView {
+    /// The picture/blur background at preview size, cached on the item.
+    fn preview_background(&self, item: &mut Item) -> Option<(u64, Arc<RgbaImage>)> {
+        let key = self.background.key()?;
+        if item
+            .preview_background
+            .as_ref()
+            .is_none_or(|(k, _)| *k != key)
+        {
+            let preview = item.preview.as_deref()?;
+            let (key, pixels) = self.background.pixels_for(preview)?;
+            item.preview_background = Some((key, Arc::new(pixels)));
+        }
+        item.preview_background.clone()
+    }
+
+    /// The canvas without a GPU compositor: CPU-composited textures.
+    fn paint_cpu(
+        &self,
+        ctx: &egui::Context,
+        painter: &egui::Painter,
+        image_rect: Rect,
+        divider_x: f32,
+        item: &mut Item,
+        preview_background: Option<(u64, Arc<RgbaImage>)>,
+    ) {
+        if textures_for(ctx, item).is_none() {
+            return;
+        }
+        let Some(textures) = item.textures.as_mut() else {
+            return;
+        };
+        let uv = Rect::from_min_max(Pos2::ZERO, pos2(1.0, 1.0));
+        let left = Rect::from_min_max(image_rect.min, pos2(divider_x, image_rect.max.y));
+        paint_checkerboard(painter, left);
+        painter.image(
+            textures.original.id(),
+            left,
+            Rect::from_min_max(uv.min, pos2(self.split, 1.0)),
+            Color32::WHITE,
+        );
+        let right = Rect::from_min_max(pos2(divider_x, image_rect.min.y), image_rect.max);
+        let right_uv = Rect::from_min_max(pos2(self.split, 0.0), uv.max);
+        match (&self.background, preview_background) {
+            (Background::Colour([r, g, b]), _) => {
+                painter.rect_filled(right, 0.0, Color32::from_rgb(*r, *g, *b));
+            }
+            (_, Some((key, pixels))) => {
+                if textures.background.as_ref().is_none_or(|(k, _)| *k != key) {
+                    let size = [pixels.width() as usize, pixels.height() as usize];
+                    let texture = ctx.load_texture(
+                        format!("background-{}", item.id),
+                        ColorImage::from_rgba_unmultiplied(size, pixels.as_raw()),
+                        TextureOptions::LINEAR,
+                    );
+                    textures.background = Some((key, texture));
+                }
+                if let Some((_, texture)) = &textures.background {
+                    painter.image(texture.id(), right, right_uv, Color32::WHITE);
+                }
+            }
+            _ => paint_checkerboard(painter, right),
+        }
+        match &textures.cutout {
+            Some(cutout) => painter.image(cutout.id(), right, right_uv, Color32::WHITE),
+            // Still working: the original, faded.
+            None => painter.image(
+                textures.original.id(),
+                right,
+                right_uv,
+                Color32::from_white_alpha(90),
+            ),
+        };
+    }
+}
+
+/// Builds (once) the display textures from the worker's preview pixels.
+fn textures_for<'a>(ctx: &egui::Context, item: &'a mut Item) -> Option<&'a Textures> {
+    let needs_cutout =
+        item.preview_mask.is_some() && item.textures.as_ref().is_some_and(|t| t.cutout.is_none());
+    if item.textures.is_none() || needs_cutout {
+        let preview = item.preview.as_ref()?;
+        let size = [preview.width() as usize, preview.height() as usize];
+        let original = ColorImage::from_rgba_unmultiplied(size, preview.as_raw());
+        let cutout = item.preview_mask.as_ref().map(|mask| {
+            let rgba = crate::engine::composite::cutout(preview, mask);
+            ctx.load_texture(
+                format!("cutout-{}", item.id),
+                ColorImage::from_rgba_unmultiplied(size, rgba.as_raw()),
+                TextureOptions::LINEAR,
+            )
+        });
+        item.textures = Some(Textures {
+            original: ctx.load_texture(
+                format!("original-{}", item.id),
+                original,
+                TextureOptions::LINEAR,
+            ),
+            cutout,
+            background: None,
+            size: vec2(size[0] as f32, size[1] as f32),
+        });
+    }
+    item.textures.as_ref()
+}
+
+fn paint_checkerboard(painter: &egui::Painter, rect: Rect) {
+    const CELL: f32 = 10.0;
+    painter.rect_filled(rect, 0.0, Color32::from_gray(235));
+    let clip = rect.intersect(painter.clip_rect());
+    if clip.width() <= 0.0 || clip.height() <= 0.0 {
+        return;
+    }
+    let first_x = ((clip.left() - rect.left()) / CELL).floor() as i32;
+    let first_y = ((clip.top() - rect.top()) / CELL).floor() as i32;
+    let cols = (clip.width() / CELL).ceil() as i32 + 1;
+    let rows = (clip.height() / CELL).ceil() as i32 + 1;
+    for j in first_y..first_y + rows {
+        for i in first_x..first_x + cols {
+            if (i + j) % 2 == 0 {
+                continue;
+            }
+            let min = rect.min + vec2(i as f32 * CELL, j as f32 * CELL);
+            let cell = Rect::from_min_size(min, Vec2::splat(CELL)).intersect(clip);
+            if cell.width() > 0.0 && cell.height() > 0.0 {
+                painter.rect_filled(cell, 0.0, Color32::from_gray(200));
+            }
+        }
+    }
+}
+
+/// What a designer sees before opening anything.
+pub fn empty_state(ui: &mut egui::Ui, hovering_files: bool) {
+    ui.centered_and_justified(|ui| {
+        let text = if hovering_files {
+            "Drop to remove the background"
+        } else {
+            "Drop images here, paste (Ctrl+V), or open… (Ctrl+O)"
+        };
+        ui.label(egui::RichText::new(text).size(20.0).weak());
+    });
+}

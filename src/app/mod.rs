@@ -1,0 +1,585 @@
+//! The desktop app. This module only turns state into widgets and turns
+//! clicks, drops and keys into commands; decoding, inference and encoding run
+//! on the worker's threads and on export threads, which wake the UI with
+//! `request_repaint` when they have news.
+
+mod canvas;
+mod gpu_canvas;
+mod workspace;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText};
+
+use crate::engine::composite::{CompositeBackground, composite};
+use crate::engine::decode::{DecodeLimits, decode_file};
+use crate::engine::encode::{
+    EncodeOptions, OutputFormat, Rgb8, encode_composited, encode_result, write_atomically,
+};
+use crate::engine::inference::SessionOptions;
+use crate::gpu::Compositor;
+use crate::paths::AppDirs;
+use crate::worker::{Event, ImageSource, Worker, WorkerConfig};
+pub use canvas::{Background, BackgroundAction, CanvasView};
+pub use workspace::{Item, Status, Workspace};
+
+pub const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
+pub const PASTE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::V);
+pub const COPY: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::C);
+pub const EXPORT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
+
+/// Image file extensions offered by the open dialog and accepted from folders.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineStatus {
+    Loading,
+    Ready { model: String, provider: String },
+    Failed(String),
+}
+
+/// A message shown in the window until dismissed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub is_error: bool,
+}
+
+pub struct DesktopApp {
+    worker: Worker,
+    pub workspace: Workspace,
+    pub engine: EngineStatus,
+    pub view: CanvasView,
+    pub format: OutputFormat,
+    pub notices: Vec<Notice>,
+    pub last_inference: Option<Duration>,
+    /// Set when the window renders with wgpu: the canvas and exports then
+    /// go through the WGSL compositor.
+    render_state: Option<egui_wgpu::RenderState>,
+    compositor: Option<Arc<Compositor>>,
+    tasks_tx: Sender<TaskResult>,
+    tasks_rx: Receiver<TaskResult>,
+    next_picture_key: u64,
+    ctx: egui::Context,
+}
+
+/// What a short background task (export, loading a picture) reports.
+enum TaskResult {
+    Notice(Notice),
+    Picture(Result<image::RgbaImage, String>),
+}
+
+impl DesktopApp {
+    /// Starts the worker (the model loads in the background) and opens `paths`.
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        dirs: AppDirs,
+        model: Option<String>,
+        paths: Vec<PathBuf>,
+    ) -> Self {
+        let ctx = &cc.egui_ctx;
+        let render_state = cc.wgpu_render_state.clone();
+        let compositor = render_state.as_ref().map(gpu_canvas::GpuCanvas::install);
+        let wake_ctx = ctx.clone();
+        let worker = Worker::spawn(
+            WorkerConfig {
+                dirs,
+                model,
+                session: SessionOptions::default(),
+                limits: DecodeLimits::default(),
+            },
+            Arc::new(move || wake_ctx.request_repaint()),
+        );
+        let (tasks_tx, tasks_rx) = bounded(16);
+        let mut app = Self {
+            worker,
+            workspace: Workspace::default(),
+            engine: EngineStatus::Loading,
+            view: CanvasView::default(),
+            format: OutputFormat::Png,
+            notices: Vec::new(),
+            last_inference: None,
+            render_state,
+            compositor,
+            tasks_tx,
+            tasks_rx,
+            next_picture_key: 1,
+            ctx: ctx.clone(),
+        };
+        app.open_paths(paths);
+        app
+    }
+
+    /// Opens files, and the images directly inside folders.
+    pub fn open_paths(&mut self, paths: Vec<PathBuf>) {
+        for path in expand_folders(paths) {
+            let id = self.workspace.add(display_name(&path), Some(path.clone()));
+            if !self.worker.open(id, ImageSource::File(path)) {
+                self.workspace.fail(
+                    id,
+                    "too many images waiting; try again when some are done".into(),
+                );
+            }
+        }
+    }
+
+    /// Opens pixels that are already in memory (a paste).
+    pub fn open_pixels(&mut self, name: String, image: image::RgbaImage) {
+        let id = self.workspace.add(name, None);
+        if !self.worker.open(id, ImageSource::Pixels(Arc::new(image))) {
+            self.workspace.fail(id, "too many images waiting".into());
+        }
+    }
+
+    pub fn cancel(&mut self, id: u64) {
+        self.worker.cancel(id);
+        self.workspace.set_status(id, Status::Cancelled);
+    }
+
+    /// Applies what the worker and export threads reported since last frame.
+    pub fn drain_events(&mut self) {
+        for event in self.worker.poll() {
+            match event {
+                Event::EngineReady { model, provider } => {
+                    self.engine = EngineStatus::Ready { model, provider }
+                }
+                Event::EngineFailed { message } => {
+                    self.notices.push(Notice {
+                        text: message.clone(),
+                        is_error: true,
+                    });
+                    self.engine = EngineStatus::Failed(message);
+                }
+                Event::Decoded { id, image, preview } => self.workspace.decoded(id, image, preview),
+                Event::Started { id } => self.workspace.set_status(id, Status::Removing),
+                Event::Finished {
+                    id,
+                    mask,
+                    preview_mask,
+                    inference,
+                } => {
+                    self.last_inference = Some(inference);
+                    self.workspace.finished(id, mask, preview_mask);
+                }
+                Event::Failed { id, message } => self.workspace.fail(id, message),
+                Event::Cancelled { id } => self.workspace.set_status(id, Status::Cancelled),
+            }
+        }
+        for result in self.tasks_rx.try_iter().collect::<Vec<_>>() {
+            match result {
+                TaskResult::Notice(n) => self.notices.push(n),
+                TaskResult::Picture(Ok(image)) => {
+                    self.next_picture_key += 1;
+                    self.view.background = Background::Picture {
+                        key: self.next_picture_key,
+                        image: Arc::new(image),
+                    };
+                }
+                TaskResult::Picture(Err(e)) => self.notices.push(Notice {
+                    text: e,
+                    is_error: true,
+                }),
+            }
+        }
+    }
+
+    /// Decodes `path` off the UI thread and makes it the background.
+    pub fn set_background_picture(&self, path: PathBuf) {
+        let tx = self.tasks_tx.clone();
+        let ctx = self.ctx.clone();
+        std::thread::spawn(move || {
+            let result = decode_file(&path, DecodeLimits::default())
+                .map(|d| d.rgba)
+                .map_err(|e| e.to_string());
+            let _ = tx.send(TaskResult::Picture(result));
+            ctx.request_repaint();
+        });
+    }
+
+    /// Exports the selected result to `path` on a background thread.
+    pub fn export_selected_to(&mut self, path: PathBuf) {
+        let Some(item) = self.workspace.selected() else {
+            return;
+        };
+        let (Some(image), Some(mask)) = (item.original.clone(), item.mask.clone()) else {
+            self.notices.push(Notice {
+                text: "nothing to export yet: the result is still being made".into(),
+                is_error: true,
+            });
+            return;
+        };
+        let format = self.format;
+        let background = self.view.background.clone();
+        let gpu = self
+            .render_state
+            .as_ref()
+            .zip(self.compositor.clone())
+            .map(|(rs, c)| (rs.device.clone(), rs.queue.clone(), c));
+        let tx = self.tasks_tx.clone();
+        let ctx = self.ctx.clone();
+        std::thread::spawn(move || {
+            let result = export(&image, &mask, format, &background, gpu, &path)
+                .and_then(|bytes| write_atomically(&path, &bytes));
+            let notice = match result {
+                Ok(()) => Notice {
+                    text: format!("exported {}", path.display()),
+                    is_error: false,
+                },
+                Err(e) => Notice {
+                    text: e.to_string(),
+                    is_error: true,
+                },
+            };
+            let _ = tx.send(TaskResult::Notice(notice));
+            ctx.request_repaint();
+        });
+    }
+
+    fn export_dialog(&mut self) {
+        let Some(item) = self.workspace.selected() else {
+            return;
+        };
+        let stem = Path::new(&item.name)
+            .file_stem()
+            .map_or("cutout".into(), |s| s.to_string_lossy().into_owned());
+        let dialog = rfd::FileDialog::new()
+            .set_file_name(format!("{stem}.{}", self.format.extension()))
+            .add_filter(self.format.to_string(), &[self.format.extension()]);
+        match dialog.save_file() {
+            Some(path) => self.export_selected_to(path),
+            None => self.dialog_unavailable_hint(),
+        }
+    }
+
+    fn open_dialog(&mut self) {
+        match rfd::FileDialog::new()
+            .add_filter("Images", IMAGE_EXTENSIONS)
+            .pick_files()
+        {
+            Some(paths) => self.open_paths(paths),
+            None => self.dialog_unavailable_hint(),
+        }
+    }
+
+    /// rfd returns "cancelled" both when the user cancels and when no dialog
+    /// could be shown at all (no portal, no zenity): say so, gently.
+    fn dialog_unavailable_hint(&mut self) {
+        let text = "No file chosen. If no dialog appeared, this system has no file-dialog service \
+                    (xdg-desktop-portal or zenity): drag files onto the window instead.";
+        if !self.notices.iter().any(|n| n.text == text) {
+            self.notices.push(Notice {
+                text: text.into(),
+                is_error: false,
+            });
+        }
+    }
+
+    fn paste(&mut self) {
+        match arboard::Clipboard::new().and_then(|mut c| c.get_image()) {
+            Ok(img) => {
+                match image::RgbaImage::from_raw(
+                    img.width as u32,
+                    img.height as u32,
+                    img.bytes.into_owned(),
+                ) {
+                    Some(rgba) => self.open_pixels("Pasted image".into(), rgba),
+                    None => self.notices.push(Notice {
+                        text: "the clipboard image has an unexpected layout".into(),
+                        is_error: true,
+                    }),
+                }
+            }
+            Err(e) => self.notices.push(Notice {
+                text: format!("no image on the clipboard ({e})"),
+                is_error: true,
+            }),
+        }
+    }
+
+    fn copy_result(&mut self) {
+        let Some(item) = self.workspace.selected() else {
+            return;
+        };
+        let (Some(image), Some(mask)) = (&item.original, &item.mask) else {
+            return;
+        };
+        let cut = crate::engine::composite::cutout(image, mask);
+        let data = arboard::ImageData {
+            width: cut.width() as usize,
+            height: cut.height() as usize,
+            bytes: cut.into_raw().into(),
+        };
+        let result = arboard::Clipboard::new().and_then(|mut c| c.set_image(data));
+        self.notices.push(match result {
+            Ok(()) => Notice {
+                text: "result copied".into(),
+                is_error: false,
+            },
+            Err(e) => Notice {
+                text: format!("could not copy ({e})"),
+                is_error: true,
+            },
+        });
+    }
+
+    fn handle_input(&mut self, ui: &mut egui::Ui) {
+        let dropped: Vec<PathBuf> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if !dropped.is_empty() {
+            self.open_paths(dropped);
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&OPEN)) {
+            self.open_dialog();
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&EXPORT)) {
+            self.export_dialog();
+        }
+        // Paste and copy arrive as events when a text field has no focus.
+        let (paste, copy) = ui.input(|i| {
+            (
+                i.events.iter().any(|e| match e {
+                    egui::Event::Paste(_) => true,
+                    egui::Event::Key {
+                        key,
+                        pressed,
+                        modifiers,
+                        ..
+                    } => *key == PASTE.logical_key && *pressed && modifiers.command,
+                    _ => false,
+                }),
+                i.events.iter().any(|e| matches!(e, egui::Event::Copy)),
+            )
+        });
+        if paste {
+            self.paste();
+        }
+        if copy {
+            self.copy_result();
+        }
+    }
+
+    fn status_bar(&self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            match &self.engine {
+                EngineStatus::Loading => {
+                    ui.spinner();
+                    ui.label("Loading model…");
+                }
+                EngineStatus::Ready { model, provider } => {
+                    ui.label(format!("{model} · {provider}"));
+                }
+                EngineStatus::Failed(_) => {
+                    ui.colored_label(ui.visuals().error_fg_color, "Model not loaded");
+                }
+            }
+            if let Some(t) = self.last_inference {
+                ui.separator();
+                ui.label(format!("last: {:.2} s", t.as_secs_f32()));
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                ui.label(
+                    RichText::new("Local only · nothing leaves this computer")
+                        .color(Color32::from_rgb(60, 150, 90)),
+                );
+            });
+        });
+    }
+
+    fn inspector(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Result");
+        ui.add_space(4.0);
+        ui.label("Background");
+        if self.view.background.ui(ui) == BackgroundAction::ChoosePicture {
+            match rfd::FileDialog::new()
+                .add_filter("Images", IMAGE_EXTENSIONS)
+                .pick_file()
+            {
+                Some(path) => self.set_background_picture(path),
+                None => self.dialog_unavailable_hint(),
+            }
+        }
+        ui.add_space(8.0);
+        egui::ComboBox::from_label("Export format")
+            .selected_text(self.format.to_string())
+            .show_ui(ui, |ui| {
+                for f in [
+                    OutputFormat::Png,
+                    OutputFormat::Webp,
+                    OutputFormat::Jpeg,
+                    OutputFormat::Mask,
+                ] {
+                    ui.selectable_value(&mut self.format, f, f.to_string());
+                }
+            });
+        ui.add_space(8.0);
+        let ready = self.workspace.selected().is_some_and(|i| i.mask.is_some());
+        ui.horizontal(|ui| {
+            let export = ui
+                .add_enabled(ready, egui::Button::new("Export…"))
+                .on_hover_text(format!(
+                    "Save the result ({})",
+                    ui.ctx().format_shortcut(&EXPORT)
+                ));
+            if export.clicked() {
+                self.export_dialog();
+            }
+            let copy = ui
+                .add_enabled(ready, egui::Button::new("Copy"))
+                .on_hover_text(format!(
+                    "Copy the result ({})",
+                    ui.ctx().format_shortcut(&COPY)
+                ));
+            if copy.clicked() {
+                self.copy_result();
+            }
+        });
+    }
+
+    fn notices_ui(&mut self, ui: &mut egui::Ui) {
+        let mut dismiss = None;
+        for (i, notice) in self.notices.iter().enumerate() {
+            ui.horizontal(|ui| {
+                let colour = if notice.is_error {
+                    ui.visuals().error_fg_color
+                } else {
+                    ui.visuals().text_color()
+                };
+                ui.colored_label(colour, &notice.text);
+                if ui.small_button("×").on_hover_text("Dismiss").clicked() {
+                    dismiss = Some(i);
+                }
+            });
+        }
+        if let Some(i) = dismiss {
+            self.notices.remove(i);
+        }
+    }
+}
+
+impl eframe::App for DesktopApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.drain_events();
+        self.handle_input(ui);
+
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        egui::Panel::left("images")
+            .default_size(220.0)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.heading("Images");
+                    if ui
+                        .button("Open…")
+                        .on_hover_text(format!("Open images ({})", ui.ctx().format_shortcut(&OPEN)))
+                        .clicked()
+                    {
+                        self.open_dialog();
+                    }
+                });
+                ui.separator();
+                if let Some(cancel) = self.workspace.list_ui(ui) {
+                    self.cancel(cancel);
+                }
+            });
+        egui::Panel::right("inspector")
+            .default_size(220.0)
+            .show(ui, |ui| self.inspector(ui));
+        if !self.notices.is_empty() {
+            egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
+        }
+        egui::CentralPanel::default().show(ui, |ui| {
+            let hovering = ui.input(|i| !i.raw.hovered_files.is_empty());
+            match self.workspace.selected_mut() {
+                Some(item) => self.view.ui(ui, item, self.render_state.as_ref()),
+                None => canvas::empty_state(ui, hovering),
+            }
+        });
+    }
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Files stay as they are; a folder contributes the images directly inside it.
+fn expand_folders(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(&path)
+                .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            inside.retain(|p| {
+                p.is_file()
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    })
+            });
+            inside.sort();
+            out.extend(inside);
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The export of one image: composited by the WGSL compositor offscreen when
+/// a GPU is at hand (the same shader as the canvas), else by the CPU
+/// reference; then encoded. A mask export is the mask alone.
+fn export(
+    image: &image::RgbaImage,
+    mask: &image::GrayImage,
+    format: OutputFormat,
+    background: &Background,
+    gpu: Option<(wgpu::Device, wgpu::Queue, Arc<Compositor>)>,
+    path: &Path,
+) -> Result<Vec<u8>, crate::Error> {
+    if format == OutputFormat::Mask {
+        return encode_result(
+            image,
+            mask,
+            &EncodeOptions {
+                format,
+                ..Default::default()
+            },
+            path,
+        );
+    }
+    // JPEG has no alpha: a transparent background becomes white.
+    let background = match (background, format) {
+        (Background::Transparent, OutputFormat::Jpeg) => Background::Colour(Rgb8::default().0),
+        (bg, _) => bg.clone(),
+    };
+    let picture = background.pixels_for(image).map(|(_, p)| p);
+    let gpu_result = gpu.and_then(|(device, queue, compositor)| {
+        let layer = compositor
+            .upload(&device, &queue, image, mask, picture.as_ref())
+            .ok()?;
+        compositor
+            .render_export(&device, &queue, &layer, background.layer_background())
+            .ok()
+    });
+    let composited = match gpu_result {
+        Some(pixels) => pixels,
+        None => {
+            let cpu_bg = match (&background, &picture) {
+                (Background::Colour(c), _) => CompositeBackground::Colour(*c),
+                (_, Some(p)) => CompositeBackground::Image(p),
+                _ => CompositeBackground::Transparent,
+            };
+            composite(image, mask, cpu_bg)
+        }
+    };
+    encode_composited(&composited, format, path)
+}

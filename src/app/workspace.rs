@@ -1,0 +1,147 @@
+//! The open images and what has become of each.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use image::{GrayImage, RgbaImage};
+
+use crate::worker::ImageId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Removing,
+    Done,
+    Failed(String),
+    Cancelled,
+}
+
+impl Status {
+    pub fn label(&self) -> &str {
+        match self {
+            Status::Queued => "queued",
+            Status::Removing => "removing…",
+            Status::Done => "done",
+            Status::Failed(_) => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+pub struct Item {
+    pub id: ImageId,
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub status: Status,
+    pub original: Option<Arc<RgbaImage>>,
+    pub mask: Option<Arc<GrayImage>>,
+    pub preview: Option<Arc<RgbaImage>>,
+    pub preview_mask: Option<Arc<GrayImage>>,
+    /// The picture/blur background at preview size, with its key.
+    pub preview_background: Option<(u64, Arc<RgbaImage>)>,
+    /// Display textures, made on first draw from the pixels above.
+    pub textures: Option<super::canvas::Textures>,
+}
+
+#[derive(Default)]
+pub struct Workspace {
+    pub items: Vec<Item>,
+    pub selected: Option<usize>,
+    next_id: ImageId,
+}
+
+impl Workspace {
+    pub fn add(&mut self, name: String, path: Option<PathBuf>) -> ImageId {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.items.push(Item {
+            id,
+            name,
+            path,
+            status: Status::Queued,
+            original: None,
+            mask: None,
+            preview: None,
+            preview_mask: None,
+            preview_background: None,
+            textures: None,
+        });
+        if self.selected.is_none() {
+            self.selected = Some(self.items.len() - 1);
+        }
+        id
+    }
+
+    pub fn get_mut(&mut self, id: ImageId) -> Option<&mut Item> {
+        self.items.iter_mut().find(|i| i.id == id)
+    }
+
+    pub fn selected(&self) -> Option<&Item> {
+        self.selected.and_then(|i| self.items.get(i))
+    }
+
+    pub fn selected_mut(&mut self) -> Option<&mut Item> {
+        self.selected.and_then(|i| self.items.get_mut(i))
+    }
+
+    pub fn set_status(&mut self, id: ImageId, status: Status) {
+        if let Some(item) = self.get_mut(id) {
+            // A finished or failed image keeps its outcome.
+            if matches!(item.status, Status::Queued | Status::Removing) {
+                item.status = status;
+            }
+        }
+    }
+
+    pub fn decoded(&mut self, id: ImageId, image: Arc<RgbaImage>, preview: Arc<RgbaImage>) {
+        if let Some(item) = self.get_mut(id) {
+            item.original = Some(image);
+            item.preview = Some(preview);
+            item.preview_background = None;
+            item.textures = None;
+        }
+    }
+
+    pub fn finished(&mut self, id: ImageId, mask: Arc<GrayImage>, preview_mask: Arc<GrayImage>) {
+        if let Some(item) = self.get_mut(id) {
+            item.mask = Some(mask);
+            item.preview_mask = Some(preview_mask);
+            item.status = Status::Done;
+            item.textures = None;
+        }
+    }
+
+    pub fn fail(&mut self, id: ImageId, reason: String) {
+        if let Some(item) = self.get_mut(id) {
+            item.status = Status::Failed(reason);
+        }
+    }
+
+    /// The list of images; returns the id whose Cancel was clicked.
+    pub fn list_ui(&mut self, ui: &mut egui::Ui) -> Option<ImageId> {
+        let mut cancel = None;
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            for (index, item) in self.items.iter().enumerate() {
+                ui.horizontal(|ui| {
+                    let selected = self.selected == Some(index);
+                    if ui.selectable_label(selected, &item.name).clicked() {
+                        self.selected = Some(index);
+                    }
+                    let status = ui.weak(item.status.label());
+                    if let Status::Failed(reason) = &item.status {
+                        status.on_hover_text(reason);
+                    }
+                    if matches!(item.status, Status::Queued | Status::Removing)
+                        && ui.small_button("Cancel").clicked()
+                    {
+                        cancel = Some(item.id);
+                    }
+                });
+                if let Status::Failed(reason) = &item.status {
+                    ui.colored_label(ui.visuals().error_fg_color, reason);
+                }
+            }
+        });
+        cancel
+    }
+}

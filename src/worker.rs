@@ -1,0 +1,370 @@
+//! Background work for an interactive front end: one decode thread and one
+//! inference thread (the only owner of the ONNX session), fed and answered
+//! over bounded channels. The front end passes a `wake` callback (egui's
+//! `request_repaint`) that is called after every event, so it never polls
+//! and never blocks on decoding, inference or a lock the worker needs.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use image::{GrayImage, RgbaImage};
+
+use crate::catalog::ModelCatalog;
+use crate::engine::Engine;
+use crate::engine::decode::{DecodeLimits, decode_file};
+use crate::engine::inference::SessionOptions;
+use crate::paths::AppDirs;
+
+/// Identifies one image of the workspace.
+pub type ImageId = u64;
+
+/// Where an image comes from.
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    File(PathBuf),
+    /// Pixels already in memory (pasted from the clipboard).
+    Pixels(Arc<RgbaImage>),
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Open {
+        id: ImageId,
+        source: ImageSource,
+    },
+    /// Drops a queued image; a running one is abandoned when it finishes.
+    Cancel(ImageId),
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    EngineReady {
+        model: String,
+        provider: String,
+    },
+    EngineFailed {
+        message: String,
+    },
+    /// Full pixels for export, and a screen-sized copy for display.
+    Decoded {
+        id: ImageId,
+        image: Arc<RgbaImage>,
+        preview: Arc<RgbaImage>,
+    },
+    Started {
+        id: ImageId,
+    },
+    Finished {
+        id: ImageId,
+        mask: Arc<GrayImage>,
+        preview_mask: Arc<GrayImage>,
+        inference: Duration,
+    },
+    Failed {
+        id: ImageId,
+        message: String,
+    },
+    Cancelled {
+        id: ImageId,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub dirs: AppDirs,
+    pub model: Option<String>,
+    pub session: SessionOptions,
+    pub limits: DecodeLimits,
+}
+
+pub struct Worker {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    cancelled: Arc<Mutex<HashSet<ImageId>>>,
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Queue depths: enough to keep the inference thread busy, small enough that
+/// a dropped folder of large photos does not sit decoded in memory.
+const COMMAND_QUEUE: usize = 256;
+const DECODED_QUEUE: usize = 2;
+const EVENT_QUEUE: usize = 64;
+/// Longest side of the copies shown on screen: sharp on a 4K display at
+/// fit-to-window, and quick to upload on the UI thread.
+pub const PREVIEW_SIDE: u32 = 2048;
+
+impl Worker {
+    /// Starts both threads; the model loads in the background.
+    pub fn spawn(config: WorkerConfig, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let (commands, command_rx) = bounded::<Command>(COMMAND_QUEUE);
+        let (decoded_tx, decoded_rx) = bounded::<(ImageId, Arc<RgbaImage>)>(DECODED_QUEUE);
+        let (event_tx, events) = bounded::<Event>(EVENT_QUEUE);
+        let cancelled = Arc::new(Mutex::new(HashSet::new()));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let emit = {
+            let wake = wake.clone();
+            move |tx: &Sender<Event>, event: Event| {
+                let ok = tx.send(event).is_ok();
+                wake();
+                ok
+            }
+        };
+
+        let decode = {
+            let events = event_tx.clone();
+            let cancelled = cancelled.clone();
+            let emit = emit.clone();
+            let limits = config.limits;
+            let shutdown = shutdown.clone();
+            std::thread::Builder::new()
+                .name("decode".into())
+                .spawn(move || {
+                    for command in command_rx {
+                        if shutdown.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let (id, source) = match command {
+                            Command::Open { id, source } => (id, source),
+                            Command::Cancel(id) => {
+                                cancelled
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(id);
+                                continue;
+                            }
+                        };
+                        if is_cancelled(&cancelled, id) {
+                            emit(&events, Event::Cancelled { id });
+                            continue;
+                        }
+                        let image = match source {
+                            ImageSource::Pixels(pixels) => Ok(pixels),
+                            ImageSource::File(path) => {
+                                decode_file(&path, limits).map(|d| Arc::new(d.rgba))
+                            }
+                        };
+                        match image {
+                            Ok(image) => {
+                                let preview = Arc::new(preview_rgba(&image, PREVIEW_SIDE));
+                                let decoded = Event::Decoded {
+                                    id,
+                                    image: image.clone(),
+                                    preview,
+                                };
+                                if !emit(&events, decoded) {
+                                    return;
+                                }
+                                if decoded_tx.send((id, image)).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                emit(
+                                    &events,
+                                    Event::Failed {
+                                        id,
+                                        message: e.to_string(),
+                                    },
+                                );
+                            }
+                        }
+                    }
+                })
+                .expect("spawn decode thread")
+        };
+
+        let inference = {
+            let events = event_tx;
+            let cancelled = cancelled.clone();
+            let shutdown = shutdown.clone();
+            std::thread::Builder::new()
+                .name("inference".into())
+                .spawn(move || {
+                    let catalog = ModelCatalog::builtin();
+                    let mut engine = match Engine::load(
+                        &config.dirs,
+                        &catalog,
+                        config.model.as_deref(),
+                        &config.session,
+                    ) {
+                        Ok(engine) => {
+                            emit(
+                                &events,
+                                Event::EngineReady {
+                                    model: engine.model.display_name.clone(),
+                                    provider: engine.provider().active.to_string(),
+                                },
+                            );
+                            engine
+                        }
+                        Err(e) => {
+                            emit(
+                                &events,
+                                Event::EngineFailed {
+                                    message: e.to_string(),
+                                },
+                            );
+                            // Keep answering so that queued images say why they wait.
+                            for (id, _) in decoded_rx {
+                                emit(
+                                    &events,
+                                    Event::Failed {
+                                        id,
+                                        message: e.to_string(),
+                                    },
+                                );
+                            }
+                            return;
+                        }
+                    };
+                    for (id, image) in decoded_rx {
+                        if shutdown.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        if is_cancelled(&cancelled, id) {
+                            emit(&events, Event::Cancelled { id });
+                            continue;
+                        }
+                        emit(&events, Event::Started { id });
+                        let t = Instant::now();
+                        let result = engine.mask(&image);
+                        let event = if is_cancelled(&cancelled, id) {
+                            Event::Cancelled { id }
+                        } else {
+                            match result {
+                                Ok(mask) => {
+                                    let inference = t.elapsed();
+                                    let preview_mask = Arc::new(preview_mask(&mask, PREVIEW_SIDE));
+                                    Event::Finished {
+                                        id,
+                                        mask: Arc::new(mask),
+                                        preview_mask,
+                                        inference,
+                                    }
+                                }
+                                Err(e) => Event::Failed {
+                                    id,
+                                    message: e.to_string(),
+                                },
+                            }
+                        };
+                        if !emit(&events, event) {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawn inference thread")
+        };
+
+        Self {
+            commands,
+            events,
+            cancelled,
+            shutdown,
+            threads: vec![decode, inference],
+        }
+    }
+
+    /// Queues `source`; never blocks the caller. Returns `false` if the queue
+    /// is full (hundreds of images waiting), so the caller can say so.
+    pub fn open(&self, id: ImageId, source: ImageSource) -> bool {
+        match self.commands.try_send(Command::Open { id, source }) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    pub fn cancel(&self, id: ImageId) {
+        // Marked at once, so that both threads see it whatever they are doing.
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        let _ = self.commands.try_send(Command::Cancel(id));
+    }
+
+    /// Every event that has arrived, without waiting.
+    pub fn poll(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+
+    /// Waits up to `timeout` for the next event (tests and headless use).
+    pub fn wait(&self, timeout: Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Stop both loops, close the command channel, and drain events so
+        // neither thread blocks on a send while winding down. An inference
+        // already running finishes first (ONNX Runtime cannot be interrupted
+        // mid-graph without tearing the session down).
+        self.shutdown.store(true, Ordering::Relaxed);
+        let (dead_tx, _) = bounded(1);
+        drop(std::mem::replace(&mut self.commands, dead_tx));
+        for thread in self.threads.drain(..) {
+            while !thread.is_finished() {
+                let _ = self.events.recv_timeout(Duration::from_millis(20));
+            }
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `image` scaled to fit `max_side` (unchanged if it already fits).
+pub fn preview_rgba(image: &RgbaImage, max_side: u32) -> RgbaImage {
+    let (w, h) = fit(image.width(), image.height(), max_side);
+    if (w, h) == image.dimensions() {
+        return image.clone();
+    }
+    let mut dst = fast_image_resize::images::Image::new(w, h, fast_image_resize::PixelType::U8x4);
+    fast_image_resize::Resizer::new()
+        .resize(image, &mut dst, &preview_options())
+        .expect("RGBA to RGBA");
+    RgbaImage::from_raw(w, h, dst.into_vec()).expect("sized by resize")
+}
+
+/// The mask at the same preview size as [`preview_rgba`].
+pub fn preview_mask(mask: &GrayImage, max_side: u32) -> GrayImage {
+    let (w, h) = fit(mask.width(), mask.height(), max_side);
+    if (w, h) == mask.dimensions() {
+        return mask.clone();
+    }
+    let mut dst = fast_image_resize::images::Image::new(w, h, fast_image_resize::PixelType::U8);
+    fast_image_resize::Resizer::new()
+        .resize(mask, &mut dst, &preview_options())
+        .expect("L8 to L8");
+    GrayImage::from_raw(w, h, dst.into_vec()).expect("sized by resize")
+}
+
+fn preview_options() -> fast_image_resize::ResizeOptions {
+    fast_image_resize::ResizeOptions::new().resize_alg(fast_image_resize::ResizeAlg::Convolution(
+        fast_image_resize::FilterType::Bilinear,
+    ))
+}
+
+fn fit(w: u32, h: u32, max_side: u32) -> (u32, u32) {
+    let longest = w.max(h);
+    if longest <= max_side {
+        return (w, h);
+    }
+    let scale = f64::from(max_side) / f64::from(longest);
+    (
+        ((f64::from(w) * scale).round() as u32).max(1),
+        ((f64::from(h) * scale).round() as u32).max(1),
+    )
+}
+
+fn is_cancelled(cancelled: &Mutex<HashSet<ImageId>>, id: ImageId) -> bool {
+    cancelled
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&id)
+}

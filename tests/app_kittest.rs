@@ -1,0 +1,167 @@
+//! The desktop app driven by egui_kittest on real wgpu (lavapipe in CI), with
+//! the real model: drop a photo, wait for the result, compare, change the
+//! background, export, and a snapshot of the window.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backgrounderase::app::{Background, DesktopApp, EngineStatus, Status};
+use backgrounderase::engine::encode::OutputFormat;
+use backgrounderase::paths::AppDirs;
+use common::fixture;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+#[derive(Debug)]
+struct DroppedPath(PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn app_harness<'a>() -> Harness<'a, DesktopApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .wgpu()
+        .build_eframe(|cc| DesktopApp::new(cc, AppDirs::discover(), None, Vec::new()))
+}
+
+/// Steps the app until `done` holds, in real time (the worker runs on its own threads).
+fn step_until(
+    harness: &mut Harness<'_, DesktopApp>,
+    what: &str,
+    done: impl Fn(&DesktopApp) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(harness.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+}
+
+#[test]
+fn drop_compare_recolour_export() {
+    let mut harness = app_harness();
+    harness.get_by_label_contains("Drop images here");
+
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(fixture("photos/coffee.jpg"))));
+    harness.step();
+    assert_eq!(harness.state().workspace.items.len(), 1);
+    step_until(&mut harness, "the result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    assert!(
+        matches!(&harness.state().engine, EngineStatus::Ready { provider, .. } if provider == "CPU")
+    );
+    // The status bar names the provider and the privacy state.
+    harness.get_by_label_contains("· CPU");
+    harness.get_by_label_contains("nothing leaves this computer");
+
+    // Drag the compare divider from the middle towards the left.
+    let canvas = harness.get_by_label("Compare before and after").rect();
+    let start = canvas.center();
+    harness.drag_at(start);
+    harness.step();
+    harness.hover_at(start - egui::vec2(canvas.width() * 0.2, 0.0));
+    harness.step();
+    harness.drop_at(start - egui::vec2(canvas.width() * 0.2, 0.0));
+    harness.step();
+    let split = harness.state().view.split;
+    assert!(split < 0.45, "divider moved left: {split}");
+
+    // A colour background, then a JPEG export flattened on it.
+    harness.get_by_label("Colour").click();
+    harness.step();
+    assert_eq!(
+        harness.state().view.background,
+        Background::Colour([255, 255, 255])
+    );
+    harness.state_mut().view.background = Background::Colour([0, 200, 0]);
+    harness.state_mut().format = OutputFormat::Jpeg;
+    harness.step();
+
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("coffee.jpg");
+    harness.state_mut().export_selected_to(path.clone());
+    step_until(&mut harness, "the export", |app| {
+        app.notices.iter().any(|n| n.text.starts_with("exported"))
+    });
+    let exported = image::open(&path).unwrap().to_rgb8();
+    assert_eq!(exported.dimensions(), (600, 400));
+    let corner = exported.get_pixel(4, 396).0;
+    assert!(
+        corner[1] > 170 && corner[0] < 60 && corner[2] < 60,
+        "background is the chosen green: {corner:?}"
+    );
+    let cup = exported.get_pixel(300, 120).0;
+    assert!(cup[0] > cup[1], "the cup keeps its colour: {cup:?}");
+}
+
+#[test]
+fn main_window_with_a_result_snapshot() {
+    let mut harness = app_harness();
+    harness
+        .state_mut()
+        .open_paths(vec![fixture("photos/chelsea.jpg")]);
+    step_until(&mut harness, "the result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    // The inference time differs from run to run: keep it out of the image.
+    let timing = harness.get_by_label_contains("last:").rect();
+    harness.mask(timing);
+    harness.snapshot("main_window_result");
+}
+
+#[test]
+fn a_queued_image_can_be_cancelled() {
+    let mut harness = app_harness();
+    harness.state_mut().open_paths(vec![
+        fixture("photos/coffee.jpg"),
+        fixture("photos/astronaut.jpg"),
+    ]);
+    harness.step();
+    let second = harness.state().workspace.items[1].id;
+    harness.state_mut().cancel(second);
+    step_until(&mut harness, "the first result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    // Give the worker time to reach the cancelled one: it must never run.
+    for _ in 0..20 {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let item = &harness.state().workspace.items[1];
+    assert_eq!(item.status, Status::Cancelled);
+    assert!(item.mask.is_none());
+}
+
+#[test]
+fn a_bad_file_shows_a_readable_reason_in_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("notes.png");
+    std::fs::write(&bad, "not an image").unwrap();
+    let mut harness = app_harness();
+    harness.state_mut().open_paths(vec![bad]);
+    step_until(&mut harness, "the failure", |app| {
+        matches!(app.workspace.items[0].status, Status::Failed(_))
+    });
+    assert!(
+        harness
+            .query_all_by_label_contains("not an image this app can read")
+            .count()
+            >= 1
+    );
+}
