@@ -57,16 +57,19 @@ fn main() {
 
     harness.state_mut().open_paths(vec![photo]);
     let mut frames = Vec::new();
+    let mut logic = Vec::new();
     let started = Instant::now();
     loop {
         let t = Instant::now();
         harness.step();
+        logic.push(t.elapsed());
         harness.render().expect("render");
         frames.push(t.elapsed());
         if harness.state().workspace.items[0].status == Status::Done {
             // One more frame shows the result.
             let t = Instant::now();
             harness.step();
+            logic.push(t.elapsed());
             harness.render().expect("render");
             frames.push(t.elapsed());
             break;

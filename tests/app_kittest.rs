@@ -126,6 +126,42 @@ fn main_window_with_a_result_snapshot() {
 }
 
 #[test]
+fn switching_model_reprocesses_open_images() {
+    let mut harness = app_harness();
+    harness
+        .state_mut()
+        .open_paths(vec![fixture("photos/coffee.jpg")]);
+    step_until(&mut harness, "the first result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    let first = harness.state().workspace.items[0].mask.clone().unwrap();
+    // Not-installed models are listed but cannot be picked.
+    assert!(
+        harness
+            .state()
+            .models
+            .iter()
+            .any(|m| m.id == "u2net" && m.missing_hint.is_some())
+    );
+    harness.state_mut().switch_model("isnet-imgly-small");
+    harness.step();
+    assert_eq!(harness.state().workspace.items[0].status, Status::Queued);
+    step_until(&mut harness, "the small model's result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    assert!(
+        matches!(&harness.state().engine, EngineStatus::Ready { model, .. } if model.contains("small"))
+    );
+    let second = harness.state().workspace.items[0].mask.clone().unwrap();
+    assert_eq!(first.dimensions(), second.dimensions());
+    assert_ne!(
+        first.as_raw(),
+        second.as_raw(),
+        "a different model gives a different mask"
+    );
+}
+
+#[test]
 fn a_queued_image_can_be_cancelled() {
     let mut harness = app_harness();
     harness.state_mut().open_paths(vec![

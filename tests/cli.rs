@@ -277,13 +277,31 @@ fn models_lists_the_catalog_and_what_is_installed() {
 }
 
 #[test]
-fn no_subcommand_prints_help() {
-    let output = cli().output().unwrap();
+fn help_lists_the_subcommands() {
+    let output = cli().arg("--help").output().unwrap();
     let (stdout, _) = text(&output);
     assert!(output.status.success());
     assert!(
         stdout.contains("remove") && stdout.contains("models") && stdout.contains("setup"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn without_a_display_the_app_explains_instead_of_crashing() {
+    let runtime_dir = tempfile::tempdir().unwrap();
+    let output = cli()
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("XDG_RUNTIME_DIR", runtime_dir.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open the window") && stderr.contains("--help"),
+        "{stderr}"
     );
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText};
 
+use crate::catalog::{self, ModelCatalog};
 use crate::engine::composite::{CompositeBackground, composite};
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::encode::{
@@ -48,8 +49,22 @@ pub struct Notice {
     pub is_error: bool,
 }
 
+/// A catalog model as the model picker shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelChoice {
+    pub id: String,
+    pub name: String,
+    pub licence: String,
+    /// `None` when installed; otherwise how to install it.
+    pub missing_hint: Option<String>,
+}
+
 pub struct DesktopApp {
     worker: Worker,
+    dirs: AppDirs,
+    pub models: Vec<ModelChoice>,
+    /// The model in use (catalog id).
+    pub model: String,
     pub workspace: Workspace,
     pub engine: EngineStatus,
     pub view: CanvasView,
@@ -83,19 +98,28 @@ impl DesktopApp {
         let ctx = &cc.egui_ctx;
         let render_state = cc.wgpu_render_state.clone();
         let compositor = render_state.as_ref().map(gpu_canvas::GpuCanvas::install);
-        let wake_ctx = ctx.clone();
-        let worker = Worker::spawn(
-            WorkerConfig {
-                dirs,
-                model,
-                session: SessionOptions::default(),
-                limits: DecodeLimits::default(),
-            },
-            Arc::new(move || wake_ctx.request_repaint()),
-        );
+        let catalog = ModelCatalog::builtin();
+        let models = catalog
+            .models
+            .iter()
+            .map(|m| ModelChoice {
+                id: m.id.clone(),
+                name: m.display_name.clone(),
+                licence: m.license.name.clone(),
+                missing_hint: match catalog::find_installed(m, &dirs) {
+                    Some(_) => None,
+                    None => Some(catalog::how_to_get(m, &dirs.models_dir())),
+                },
+            })
+            .collect();
+        let model = model.unwrap_or(catalog.default_model);
+        let worker = spawn_worker(ctx, &dirs, &model);
         let (tasks_tx, tasks_rx) = bounded(16);
         let mut app = Self {
             worker,
+            dirs,
+            models,
+            model,
             workspace: Workspace::default(),
             engine: EngineStatus::Loading,
             view: CanvasView::default(),
@@ -111,6 +135,34 @@ impl DesktopApp {
         };
         app.open_paths(paths);
         app
+    }
+
+    /// Switches to another installed model: a new worker loads it, and every
+    /// open image is processed again from its decoded pixels.
+    pub fn switch_model(&mut self, id: &str) {
+        if id == self.model {
+            return;
+        }
+        self.model = id.to_string();
+        let old = std::mem::replace(
+            &mut self.worker,
+            spawn_worker(&self.ctx, &self.dirs, &self.model),
+        );
+        // Dropping waits for a running inference: not on the UI thread.
+        std::thread::spawn(move || drop(old));
+        self.engine = EngineStatus::Loading;
+        for item in &mut self.workspace.items {
+            let Some(original) = item.original.clone() else {
+                continue;
+            };
+            item.mask = None;
+            item.preview_mask = None;
+            item.textures = None;
+            item.status = Status::Queued;
+            if !self.worker.open(item.id, ImageSource::Pixels(original)) {
+                item.status = Status::Failed("too many images waiting".into());
+            }
+        }
     }
 
     /// Opens files, and the images directly inside folders.
@@ -394,6 +446,25 @@ impl DesktopApp {
     }
 
     fn inspector(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Model");
+        let mut chosen = None;
+        for m in &self.models {
+            let response = ui
+                .add_enabled(
+                    m.missing_hint.is_none(),
+                    egui::Button::selectable(m.id == self.model, &m.name),
+                )
+                .on_hover_text(format!("Licence: {}", m.licence));
+            if let Some(hint) = &m.missing_hint {
+                response.on_disabled_hover_text(format!("Not installed: {hint}"));
+            } else if response.clicked() {
+                chosen = Some(m.id.clone());
+            }
+        }
+        if let Some(id) = chosen {
+            self.switch_model(&id);
+        }
+        ui.add_space(12.0);
         ui.heading("Result");
         ui.add_space(4.0);
         ui.label("Background");
@@ -502,6 +573,29 @@ impl eframe::App for DesktopApp {
             }
         });
     }
+}
+
+fn spawn_worker(ctx: &egui::Context, dirs: &AppDirs, model: &str) -> Worker {
+    let wake_ctx = ctx.clone();
+    Worker::spawn(
+        WorkerConfig {
+            dirs: dirs.clone(),
+            model: Some(model.to_string()),
+            // One core stays free for the window: a designer drags the
+            // divider while a photo is processed, and on a software renderer
+            // drawing competes with inference for the same cores.
+            session: SessionOptions {
+                threads: Some(
+                    crate::engine::inference::default_threads()
+                        .saturating_sub(1)
+                        .max(1),
+                ),
+                ..SessionOptions::default()
+            },
+            limits: DecodeLimits::default(),
+        },
+        Arc::new(move || wake_ctx.request_repaint()),
+    )
 }
 
 fn display_name(path: &Path) -> String {
