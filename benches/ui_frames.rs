@@ -55,6 +55,17 @@ fn main() {
         );
     }
 
+    // Baseline: the same frames with nothing to do (empty window).
+    let mut idle_logic = Vec::new();
+    let mut idle = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        harness.step();
+        idle_logic.push(t.elapsed());
+        harness.render().expect("render");
+        idle.push(t.elapsed());
+    }
+
     harness.state_mut().open_paths(vec![photo]);
     let mut frames = Vec::new();
     let mut logic = Vec::new();
