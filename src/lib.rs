@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod paths;
+pub mod privacy;
 pub mod runtime;
 pub mod setup;
 pub mod worker;

