@@ -32,6 +32,9 @@ pub struct Privacy {
     clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub store: RetentionStore,
+    /// The consent ledger, read once at open and kept in step with appends,
+    /// so the Account page does not re-read the file every frame.
+    ledger: Vec<ConsentRecord>,
     /// Set when the stored settings could not be used (shown to the user).
     pub notice: Option<LoadNotice>,
 }
@@ -42,6 +45,7 @@ impl Privacy {
         let (settings, notice) = settings::load(&dirs.config, clock.now());
         let store = RetentionStore::open(&dirs.data.join("store"), clock.clone())?;
         let privacy = Self {
+            ledger: ledger::read(&dirs.config),
             dirs: dirs.clone(),
             clock,
             settings,
@@ -72,23 +76,21 @@ impl Privacy {
         self.settings.opted_in = opted_in;
         settings::save(&self.dirs.config, &self.settings)?;
         self.notice = None;
-        ledger::append(
-            &self.dirs.config,
-            &ConsentRecord {
-                time: self.now(),
-                opted_in,
-                app_version: APP_VERSION.to_string(),
-            },
-        )
-        .map_err(PrivacyError::Ledger)?;
+        let record = ConsentRecord {
+            time: self.now(),
+            opted_in,
+            app_version: APP_VERSION.to_string(),
+        };
+        ledger::append(&self.dirs.config, &record).map_err(PrivacyError::Ledger)?;
+        self.ledger.push(record);
         if !opted_in {
             self.sweep()?;
         }
         Ok(())
     }
 
-    pub fn ledger(&self) -> Vec<ConsentRecord> {
-        ledger::read(&self.dirs.config)
+    pub fn ledger(&self) -> &[ConsentRecord] {
+        &self.ledger
     }
 
     pub fn now(&self) -> DateTime<Utc> {
