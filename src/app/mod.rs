@@ -5,6 +5,7 @@
 
 mod account;
 mod canvas;
+mod frame_probe;
 mod gpu_canvas;
 mod workspace;
 
@@ -99,6 +100,7 @@ pub struct DesktopApp {
     tasks_rx: Receiver<TaskResult>,
     next_picture_key: u64,
     ctx: egui::Context,
+    frame_probe: Option<frame_probe::FrameProbe>,
 }
 
 /// What a short background task (export, loading a picture) reports.
@@ -175,6 +177,7 @@ impl DesktopApp {
             tasks_rx,
             next_picture_key: 1,
             ctx: ctx.clone(),
+            frame_probe: frame_probe::FrameProbe::from_env(),
         };
         app.open_paths(paths);
         app
@@ -628,7 +631,22 @@ impl eframe::App for DesktopApp {
         }
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        if let Some(probe) = &mut self.frame_probe {
+            // With an image: from its opening until its result is shown.
+            // Without: the empty window once the model has loaded (baseline).
+            let (start, done) = match self.workspace.items.first() {
+                Some(item) => (true, item.status == Status::Done),
+                None => {
+                    let ready = matches!(self.engine, EngineStatus::Ready { .. });
+                    (ready, ready)
+                }
+            };
+            if probe.frame(start, done, frame.info().cpu_usage) {
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            ui.ctx().request_repaint();
+        }
         self.drain_events();
         self.handle_input(ui);
         self.sweep_if_due();
