@@ -37,10 +37,17 @@ fn main() {
         .save(&photo)
         .unwrap();
 
+    // A profile of its own (the installed runtime and models linked in), so
+    // no earlier work is restored into the measurement.
+    let installed = AppDirs::discover();
+    let dirs = AppDirs::under(&tmp.path().join("home"));
+    std::fs::create_dir_all(&dirs.data).unwrap();
+    std::os::unix::fs::symlink(installed.models_dir(), dirs.models_dir()).unwrap();
+    std::os::unix::fs::symlink(installed.runtime_dir(), dirs.runtime_dir()).unwrap();
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .wgpu()
-        .build_eframe(|cc| DesktopApp::new(cc, AppDirs::discover(), None, Vec::new()));
+        .build_eframe(move |cc| DesktopApp::new(cc, dirs, None, Vec::new()));
     // Let the model load first: this measures an image's journey, not start-up.
     let ready = Instant::now();
     while matches!(

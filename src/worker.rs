@@ -19,6 +19,8 @@ use crate::engine::Engine;
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::inference::SessionOptions;
 use crate::paths::AppDirs;
+use crate::privacy::recent::{load_mask, load_original};
+use crate::privacy::store::RetentionStore;
 
 /// Identifies one image of the workspace.
 pub type ImageId = u64;
@@ -29,6 +31,16 @@ pub enum ImageSource {
     File(PathBuf),
     /// Pixels already in memory (pasted from the clipboard).
     Pixels(Arc<RgbaImage>),
+    /// Pixels kept in the retention store (a paste from an earlier session).
+    Stored(Arc<RetentionStore>, u64),
+}
+
+/// A mask made in an earlier session, used instead of inference when it
+/// still fits the image.
+#[derive(Debug, Clone)]
+pub struct KnownMask {
+    pub store: Arc<RetentionStore>,
+    pub item: u64,
 }
 
 #[derive(Debug)]
@@ -36,6 +48,7 @@ pub enum Command {
     Open {
         id: ImageId,
         source: ImageSource,
+        known_mask: Option<KnownMask>,
     },
     /// Drops a queued image; a running one is abandoned when it finishes.
     Cancel(ImageId),
@@ -64,6 +77,12 @@ pub enum Event {
         mask: Arc<GrayImage>,
         preview_mask: Arc<GrayImage>,
         inference: Duration,
+    },
+    /// The earlier session's mask, instead of `Finished`.
+    Restored {
+        id: ImageId,
+        mask: Arc<GrayImage>,
+        preview_mask: Arc<GrayImage>,
     },
     Failed {
         id: ImageId,
@@ -129,8 +148,12 @@ impl Worker {
                         if shutdown.load(Ordering::Relaxed) {
                             return;
                         }
-                        let (id, source) = match command {
-                            Command::Open { id, source } => (id, source),
+                        let (id, source, known_mask) = match command {
+                            Command::Open {
+                                id,
+                                source,
+                                known_mask,
+                            } => (id, source, known_mask),
                             Command::Cancel(id) => {
                                 cancelled
                                     .lock()
@@ -145,8 +168,11 @@ impl Worker {
                         }
                         let image = match source {
                             ImageSource::Pixels(pixels) => Ok(pixels),
-                            ImageSource::File(path) => {
-                                decode_file(&path, limits).map(|d| Arc::new(d.rgba))
+                            ImageSource::File(path) => decode_file(&path, limits)
+                                .map(|d| Arc::new(d.rgba))
+                                .map_err(|e| e.to_string()),
+                            ImageSource::Stored(store, item) => {
+                                load_original(&store, item).map(Arc::new)
                             }
                         };
                         match image {
@@ -160,18 +186,26 @@ impl Worker {
                                 if !emit(&events, decoded) {
                                     return;
                                 }
+                                let known = known_mask
+                                    .and_then(|k| load_mask(&k.store, k.item).ok())
+                                    .filter(|m| m.dimensions() == image.dimensions());
+                                if let Some(mask) = known {
+                                    let restored = Event::Restored {
+                                        id,
+                                        preview_mask: Arc::new(preview_mask(&mask, PREVIEW_SIDE)),
+                                        mask: Arc::new(mask),
+                                    };
+                                    if !emit(&events, restored) {
+                                        return;
+                                    }
+                                    continue;
+                                }
                                 if decoded_tx.send((id, image)).is_err() {
                                     return;
                                 }
                             }
                             Err(e) => {
-                                emit(
-                                    &events,
-                                    Event::Failed {
-                                        id,
-                                        message: e.to_string(),
-                                    },
-                                );
+                                emit(&events, Event::Failed { id, message: e });
                             }
                         }
                     }
@@ -274,7 +308,21 @@ impl Worker {
     /// Queues `source`; never blocks the caller. Returns `false` if the queue
     /// is full (hundreds of images waiting), so the caller can say so.
     pub fn open(&self, id: ImageId, source: ImageSource) -> bool {
-        match self.commands.try_send(Command::Open { id, source }) {
+        self.open_with(id, source, None)
+    }
+
+    /// Queues `source` with the mask of an earlier session, if it fits.
+    pub fn open_with(
+        &self,
+        id: ImageId,
+        source: ImageSource,
+        known_mask: Option<KnownMask>,
+    ) -> bool {
+        match self.commands.try_send(Command::Open {
+            id,
+            source,
+            known_mask,
+        }) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }

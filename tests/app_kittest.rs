@@ -203,15 +203,7 @@ fn a_bad_file_shows_a_readable_reason_in_the_window() {
 
 /// A fresh profile in a temporary folder that still finds the installed
 /// runtime and models (linked in), so the app starts as a new user's would.
-fn fresh_profile() -> (tempfile::TempDir, AppDirs) {
-    let home = tempfile::tempdir().unwrap();
-    let dirs = AppDirs::under(home.path());
-    let installed = AppDirs::discover();
-    std::fs::create_dir_all(&dirs.data).unwrap();
-    std::os::unix::fs::symlink(installed.models_dir(), dirs.models_dir()).unwrap();
-    std::os::unix::fs::symlink(installed.runtime_dir(), dirs.runtime_dir()).unwrap();
-    (home, dirs)
-}
+use common::fresh_profile;
 
 fn harness_for<'a>(dirs: &AppDirs) -> Harness<'a, DesktopApp> {
     let dirs = dirs.clone();
@@ -292,4 +284,168 @@ fn corrupt_settings_start_opted_out_keep_the_file_and_say_so() {
         std::fs::read_to_string(kept[0].path()).unwrap(),
         "(opted_in: tr"
     );
+}
+
+/// Steps until the store writer has kept `n` results and the workspace list.
+fn wait_until_kept(harness: &mut Harness<'_, DesktopApp>, n: usize) {
+    use backgrounderase::privacy::store::ItemKind;
+    step_until(harness, "results kept in the store", |app| {
+        let store = &app.privacy.as_ref().unwrap().store;
+        store.list_kind(ItemKind::Mask).len() >= n
+            && !store.list_kind(ItemKind::Workspace).is_empty()
+    });
+}
+
+fn export_all(harness: &mut Harness<'_, DesktopApp>, out: &Path) {
+    let count = harness.state().workspace.items.len();
+    for i in 0..count {
+        let before = exported_notices(harness.state());
+        harness.state_mut().workspace.selected = Some(i);
+        harness
+            .state_mut()
+            .export_selected_to(out.join(format!("{i}.png")));
+        step_until(harness, "the export", |app| exported_notices(app) > before);
+    }
+}
+
+fn exported_notices(app: &DesktopApp) -> usize {
+    app.notices
+        .iter()
+        .filter(|n| n.text.starts_with("exported"))
+        .count()
+}
+
+#[test]
+fn the_app_uploads_only_with_consent_and_brings_back_recent_work() {
+    use backgrounderase::app::{CONSENT_LABEL, Page};
+    use backgrounderase::privacy::settings::{self, Settings};
+    use common::loopback::{Behaviour, LoopbackServer, multipart};
+
+    let server = LoopbackServer::start(Behaviour::default());
+    let (_home, dirs) = fresh_profile();
+    let with_server = Settings {
+        upload_url: Some(server.url.clone()),
+        ..Default::default()
+    };
+    settings::save(&dirs.config, &with_server).unwrap();
+    let photos = [fixture("photos/coffee.jpg"), fixture("photos/chelsea.jpg")];
+
+    // Opted out (the default): process and export two photos.
+    let mut harness = harness_for(&dirs);
+    harness.state_mut().open_paths(photos.to_vec());
+    step_until(&mut harness, "both results", |app| {
+        app.workspace.items.iter().all(|i| i.status == Status::Done)
+    });
+    let out = tempfile::tempdir().unwrap();
+    export_all(&mut harness, out.path());
+    wait_until_kept(&mut harness, 2);
+    std::thread::sleep(Duration::from_secs(1));
+    harness.step();
+    assert_eq!(server.connections(), 0, "opted out: no connection at all");
+
+    // Opt in on the Account pane, export again: both samples arrive.
+    harness.get_by_label("Account").click();
+    harness.run_steps(2);
+    harness.get_by_label(CONSENT_LABEL).click();
+    harness.run_steps(2);
+    assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+    harness.state_mut().page = Page::Workspace;
+    harness.step();
+    export_all(&mut harness, out.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.complete_requests().len() < 2 {
+        assert!(Instant::now() < deadline, "uploads did not arrive");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let model = harness.state().model.clone();
+    for (request, photo) in server.complete_requests().iter().zip(&photos) {
+        let parts = multipart(request.header("content-type").unwrap(), &request.body);
+        let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["model", "original", "mask"]);
+        assert_eq!(parts[0].bytes, model.as_bytes());
+        let original = image::load_from_memory(&parts[1].bytes).unwrap();
+        let mask = image::load_from_memory(&parts[2].bytes).unwrap();
+        let source = image::open(photo).unwrap();
+        assert_eq!(
+            original.to_rgb8(),
+            source.to_rgb8(),
+            "the pixels as decoded"
+        );
+        assert_eq!(
+            (mask.width(), mask.height()),
+            (source.width(), source.height())
+        );
+    }
+    // The Account pane lists what was sent.
+    harness.get_by_label("Account").click();
+    harness.run_steps(3);
+    harness.get_by_label_contains("coffee.jpg ·");
+    drop(harness);
+
+    // Restart: the recent work comes back with its results, no inference.
+    let mut harness = harness_for(&dirs);
+    step_until(&mut harness, "restored results", |app| {
+        app.workspace.items.len() == 2
+            && app.workspace.items.iter().all(|i| i.status == Status::Done)
+    });
+    let names: Vec<String> = harness
+        .state()
+        .workspace
+        .items
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    assert_eq!(names, ["coffee.jpg", "chelsea.jpg"]);
+    assert!(
+        harness.state().last_inference.is_none(),
+        "restored from the store, not recomputed"
+    );
+}
+
+/// Black-box: what the app kept is gone for `backgrounderase privacy status`
+/// run 25 hours later (libfaketime), unless the user opted in.
+#[test]
+fn after_25_hours_nothing_is_left_unless_opted_in() {
+    use backgrounderase::privacy::settings::{self, Settings};
+    for opted_in in [false, true] {
+        let (home, dirs) = fresh_profile();
+        let consent = Settings {
+            opted_in,
+            ..Default::default()
+        };
+        settings::save(&dirs.config, &consent).unwrap();
+        let mut harness = harness_for(&dirs);
+        harness
+            .state_mut()
+            .open_paths(vec![fixture("photos/coffee.jpg")]);
+        step_until(&mut harness, "the result", |app| {
+            app.workspace.items[0].status == Status::Done
+        });
+        wait_until_kept(&mut harness, 1);
+        drop(harness);
+        let items = dirs.data.join("store/items");
+        let count = || std::fs::read_dir(&items).unwrap().count();
+        assert!(count() >= 2, "the app kept the mask and its workspace");
+
+        let output = std::process::Command::new("faketime")
+            .arg("+25 hours")
+            .arg(env!("CARGO_BIN_EXE_backgrounderase"))
+            .args(["privacy", "status"])
+            .env("BACKGROUNDERASE_HOME", home.path())
+            .output()
+            .expect("faketime is required (Debian package faketime)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        if opted_in {
+            assert!(stdout.contains("opted in"), "{stdout}");
+            assert!(!stdout.contains("stored: 0 items"), "{stdout}");
+            assert!(stdout.contains("oldest 1 d 1 h"), "{stdout}");
+            assert!(count() >= 2, "kept with consent");
+        } else {
+            assert!(stdout.contains("opted out"), "{stdout}");
+            assert!(stdout.contains("stored: 0 items"), "{stdout}");
+            assert_eq!(count(), 0, "the store folder is empty");
+        }
+    }
 }

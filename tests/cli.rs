@@ -353,3 +353,24 @@ fn privacy_status_opt_in_opt_out_and_purge() {
     let ledger = fs::read_to_string(home.path().join("config/consent-ledger.ron")).unwrap();
     assert_eq!(ledger.lines().count(), 2, "{ledger}");
 }
+
+#[test]
+fn remove_works_with_no_network_at_all() {
+    // `unshare -n`: a fresh network namespace, not even loopback up.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cutout.png");
+    let output = Command::new("unshare")
+        .arg("-n")
+        .arg(env!("CARGO_BIN_EXE_backgrounderase"))
+        .arg("remove")
+        .arg(fixture("photos/chelsea.jpg"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("unshare (util-linux) is required");
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let result = image::open(&out).unwrap().to_rgba8();
+    assert!(result.pixels().any(|p| p[3] == 0), "a real cut-out");
+    assert!(result.pixels().any(|p| p[3] == 255));
+}

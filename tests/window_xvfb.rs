@@ -1,12 +1,13 @@
 //! The real binary in a real window (Xvfb, lavapipe): started with an image
-//! path, it shows the cut-out. Checked by screenshots of the X screen.
+//! path, it shows the cut-out. Checked by screenshots of the X screen. The
+//! app runs inside `unshare -n`: a network namespace with no network at all.
 
 mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fixture;
+use common::{fixture, fresh_profile};
 
 /// Whether the screenshot shows the transparency checkerboard of a result:
 /// many pixels of exactly the two checker greys (235 and 200).
@@ -25,6 +26,7 @@ fn shows_checkerboard(png: &[u8]) -> bool {
 #[test]
 fn started_with_an_image_the_window_shows_the_result() {
     let dir = tempfile::tempdir().unwrap();
+    let (home, _dirs) = fresh_profile();
     let display = ":87";
     let mut xvfb = Command::new("Xvfb")
         .args([display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
@@ -33,8 +35,13 @@ fn started_with_an_image_the_window_shows_the_result() {
         .spawn()
         .expect("Xvfb is required (Debian package xvfb)");
     std::thread::sleep(Duration::from_millis(800));
-    let mut app = Command::new(env!("CARGO_BIN_EXE_backgrounderase"))
+    // The X server is reached through its socket file, which works across
+    // network namespaces.
+    let mut app = Command::new("unshare")
+        .arg("-n")
+        .arg(env!("CARGO_BIN_EXE_backgrounderase"))
         .arg(fixture("photos/coffee.jpg"))
+        .env("BACKGROUNDERASE_HOME", home.path())
         .env("DISPLAY", display)
         .env_remove("WAYLAND_DISPLAY")
         .env("XDG_RUNTIME_DIR", dir.path())

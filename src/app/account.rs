@@ -4,7 +4,8 @@
 use egui::RichText;
 
 use crate::privacy::Privacy;
-use crate::privacy::store::{RETENTION, format_age};
+use crate::privacy::store::{ItemKind, RETENTION, format_age};
+use crate::privacy::uploads::UploaderState;
 
 /// The toggle's label, in plain words (tests find it by this text).
 pub const CONSENT_LABEL: &str = "Allow my images to be used to improve models";
@@ -15,12 +16,14 @@ pub enum AccountAction {
     None,
     Failed(String),
     Deleted(usize),
+    ConsentChanged,
 }
 
 pub fn account_ui(
     ui: &mut egui::Ui,
     privacy: &mut Privacy,
     confirm_delete: &mut bool,
+    uploader: Option<UploaderState>,
 ) -> AccountAction {
     let mut action = AccountAction::None;
 
@@ -30,10 +33,11 @@ pub fn account_ui(
         &mut opted_in,
         RichText::new(CONSENT_LABEL).size(18.0).strong(),
     );
-    if toggle.changed()
-        && let Err(e) = privacy.set_opted_in(opted_in)
-    {
-        action = AccountAction::Failed(e.to_string());
+    if toggle.changed() {
+        action = match privacy.set_opted_in(opted_in) {
+            Ok(()) => AccountAction::ConsentChanged,
+            Err(e) => AccountAction::Failed(e.to_string()),
+        };
     }
     ui.label("Off: nothing is uploaded, and everything this app keeps about your images is deleted after 24 hours.");
     ui.label("On: your images and corrected masks may be sent to improve the models, and local data is kept up to the size limit below.");
@@ -106,8 +110,50 @@ pub fn account_ui(
     }
     if privacy.opted_in() {
         ui.add_space(16.0);
-        ui.heading("Uploads");
-        ui.label("Nothing has been sent: this build has no training upload yet.");
+        uploads_ui(ui, privacy, uploader.unwrap_or_default());
     }
     action
+}
+
+/// The upload queue and what has been sent (only shown when opted in).
+fn uploads_ui(ui: &mut egui::Ui, privacy: &Privacy, state: UploaderState) {
+    ui.heading("Uploads");
+    ui.label("Images you export or copy are sent with their final mask and the model's name; nothing else about you or this computer.");
+    let now = privacy.now();
+    let queued = privacy.store.list_kind(ItemKind::UploadQueue);
+    if let Some(label) = &state.in_flight {
+        ui.label(format!("Sending {label}…"));
+    }
+    if queued.is_empty() {
+        ui.label("Nothing is waiting to be sent.");
+    } else {
+        ui.label(format!("Waiting to be sent ({}):", queued.len()));
+        for item in &queued {
+            ui.label(format!(
+                "  {} · {:.1} MB · queued {} ago",
+                item.label,
+                item.size as f64 / 1e6,
+                format_age(now - item.created)
+            ));
+        }
+    }
+    if let Some(error) = &state.last_error {
+        ui.colored_label(ui.visuals().warn_fg_color, error);
+    }
+    let sent: Vec<_> = privacy
+        .store
+        .list_kind(ItemKind::Log)
+        .into_iter()
+        .filter(|i| i.label.starts_with("sent "))
+        .collect();
+    if !sent.is_empty() {
+        ui.label("Sent:");
+        for item in sent.iter().rev() {
+            ui.label(format!(
+                "  {} · {}",
+                item.label.trim_start_matches("sent "),
+                item.created.format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+    }
 }

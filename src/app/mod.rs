@@ -26,8 +26,11 @@ use crate::engine::inference::SessionOptions;
 use crate::gpu::Compositor;
 use crate::paths::AppDirs;
 use crate::privacy::Privacy;
+use crate::privacy::recent::{self, SavedResult};
 use crate::privacy::store::SystemClock;
-use crate::worker::{Event, ImageSource, Worker, WorkerConfig};
+use crate::privacy::uploads::{Backoff, Endpoint, Uploader};
+use crate::privacy::writer::{StoreJob, StoreReport, StoreWriter};
+use crate::worker::{Event, ImageId, ImageSource, KnownMask, Worker, WorkerConfig};
 pub use account::CONSENT_LABEL;
 pub use canvas::{Background, BackgroundAction, CanvasView};
 pub use workspace::{Item, Status, Workspace};
@@ -80,6 +83,13 @@ pub struct DesktopApp {
     /// Consent and the local store; `None` if the store could not be opened
     /// (then nothing is kept at all, and the user is told).
     pub privacy: Option<Privacy>,
+    /// Writes results, the workspace list and training samples into the
+    /// store, and sweeps it, off the UI thread.
+    store_writer: Option<StoreWriter>,
+    /// Sends training samples; idle (no connection) without consent.
+    pub uploader: Option<Uploader>,
+    /// What is kept of each finished image for the next start.
+    saved: std::collections::HashMap<ImageId, SavedResult>,
     last_sweep: std::time::Instant,
     confirm_delete: bool,
     dirs: AppDirs,
@@ -106,6 +116,8 @@ pub struct DesktopApp {
 /// What a short background task (export, loading a picture) reports.
 enum TaskResult {
     Notice(Notice),
+    /// A result was exported or copied: the user's final version.
+    Delivered(ImageId),
     Picture(Result<image::RgbaImage, String>),
 }
 
@@ -156,10 +168,39 @@ impl DesktopApp {
                 None
             }
         };
+        let (store_writer, uploader) = match &privacy {
+            Some(privacy) => {
+                let wake_ctx = ctx.clone();
+                let wake: Arc<dyn Fn() + Send + Sync> =
+                    Arc::new(move || wake_ctx.request_repaint());
+                let uploader = Uploader::spawn(
+                    privacy.store.clone(),
+                    privacy.gate(),
+                    privacy.consent_on_disk(),
+                    Endpoint::configured(privacy.settings.upload_url.as_deref())
+                        .map_err(|e| e.to_string()),
+                    Backoff::default(),
+                    wake.clone(),
+                );
+                let kick = uploader.kicker();
+                let writer = StoreWriter::spawn(
+                    privacy.store.clone(),
+                    privacy.gate(),
+                    Box::new(privacy.sweeper()),
+                    Box::new(kick),
+                    wake,
+                );
+                (Some(writer), Some(uploader))
+            }
+            None => (None, None),
+        };
         let mut app = Self {
             worker,
             page: Page::Workspace,
             privacy,
+            store_writer,
+            uploader,
+            saved: Default::default(),
             last_sweep: std::time::Instant::now(),
             confirm_delete: false,
             dirs,
@@ -179,8 +220,77 @@ impl DesktopApp {
             ctx: ctx.clone(),
             frame_probe: frame_probe::FrameProbe::from_env(),
         };
+        app.restore_recent_work();
         app.open_paths(paths);
         app
+    }
+
+    /// Reopens the images of the last session still in the store, with
+    /// their masks (no inference unless the file changed).
+    fn restore_recent_work(&mut self) {
+        let Some(store) = self.privacy.as_ref().map(|p| p.store.clone()) else {
+            return;
+        };
+        for saved in recent::load_workspace(&store) {
+            let source = match (&saved.path, saved.original_item) {
+                (Some(path), _) if path.is_file() => ImageSource::File(path.clone()),
+                (_, Some(item)) => ImageSource::Stored(store.clone(), item),
+                (Some(path), None) => {
+                    let id = self.workspace.add(saved.name.clone(), Some(path.clone()));
+                    self.workspace.fail(
+                        id,
+                        format!("the file is no longer there: {}", path.display()),
+                    );
+                    continue;
+                }
+                (None, None) => continue,
+            };
+            let id = self.workspace.add(saved.name.clone(), saved.path.clone());
+            let known = KnownMask {
+                store: store.clone(),
+                item: saved.mask_item,
+            };
+            self.saved.insert(id, saved);
+            if !self.worker.open_with(id, source, Some(known)) {
+                self.workspace.fail(id, "too many images waiting".into());
+            }
+        }
+    }
+
+    fn submit_store_job(&mut self, job: StoreJob) {
+        if let Some(writer) = &self.store_writer
+            && !writer.submit(job)
+        {
+            self.notices.push(Notice {
+                text: "the local store is busy; this result will not be kept".into(),
+                is_error: true,
+            });
+        }
+    }
+
+    /// A result the user exported or copied is their final version: with
+    /// consent it becomes a training sample.
+    fn delivered(&mut self, id: ImageId) {
+        if !self.privacy.as_ref().is_some_and(Privacy::opted_in) {
+            return;
+        }
+        let Some(item) = self.workspace.items.iter().find(|i| i.id == id) else {
+            return;
+        };
+        let (Some(original), Some(mask)) = (item.original.clone(), item.mask.clone()) else {
+            return;
+        };
+        let model = self
+            .saved
+            .get(&id)
+            .map_or_else(|| self.model.clone(), |s| s.model.clone());
+        let job = StoreJob::QueueUpload {
+            label: item.name.clone(),
+            original,
+            mask,
+            model,
+        };
+        self.submit_store_job(job);
     }
 
     /// Switches to another installed model: a new worker loads it, and every
@@ -260,15 +370,59 @@ impl DesktopApp {
                     inference,
                 } => {
                     self.last_inference = Some(inference);
-                    self.workspace.finished(id, mask, preview_mask);
+                    self.workspace.finished(id, mask.clone(), preview_mask);
+                    if let Some(item) = self.workspace.items.iter().find(|i| i.id == id)
+                        && let Some(original) = item.original.clone()
+                    {
+                        let job = StoreJob::SaveResult {
+                            image_id: id,
+                            name: item.name.clone(),
+                            path: item.path.clone(),
+                            original,
+                            mask,
+                            model: self.model.clone(),
+                            replaces: self.saved.get(&id).cloned(),
+                        };
+                        self.submit_store_job(job);
+                    }
                 }
+                Event::Restored {
+                    id,
+                    mask,
+                    preview_mask,
+                } => self.workspace.finished(id, mask, preview_mask),
                 Event::Failed { id, message } => self.workspace.fail(id, message),
                 Event::Cancelled { id } => self.workspace.set_status(id, Status::Cancelled),
+            }
+        }
+        let reports = self
+            .store_writer
+            .as_ref()
+            .map(StoreWriter::poll)
+            .unwrap_or_default();
+        for report in reports {
+            match report {
+                StoreReport::Saved { image_id, result } => {
+                    self.saved.insert(image_id, result);
+                    let list: Vec<SavedResult> = self
+                        .workspace
+                        .items
+                        .iter()
+                        .filter_map(|i| self.saved.get(&i.id).cloned())
+                        .collect();
+                    self.submit_store_job(StoreJob::SaveWorkspace(list));
+                }
+                StoreReport::Queued { .. } | StoreReport::Swept(_) => {}
+                StoreReport::Failed(text) => self.notices.push(Notice {
+                    text,
+                    is_error: true,
+                }),
             }
         }
         for result in self.tasks_rx.try_iter().collect::<Vec<_>>() {
             match result {
                 TaskResult::Notice(n) => self.notices.push(n),
+                TaskResult::Delivered(id) => self.delivered(id),
                 TaskResult::Picture(Ok(image)) => {
                     self.next_picture_key += 1;
                     self.view.background = Background::Picture {
@@ -309,6 +463,7 @@ impl DesktopApp {
             });
             return;
         };
+        let image_id = item.id;
         let format = self.format;
         let background = self.view.background.clone();
         let gpu = self
@@ -322,10 +477,13 @@ impl DesktopApp {
             let result = export(&image, &mask, format, &background, gpu, &path)
                 .and_then(|bytes| write_atomically(&path, &bytes));
             let notice = match result {
-                Ok(()) => Notice {
-                    text: format!("exported {}", path.display()),
-                    is_error: false,
-                },
+                Ok(()) => {
+                    let _ = tx.send(TaskResult::Delivered(image_id));
+                    Notice {
+                        text: format!("exported {}", path.display()),
+                        is_error: false,
+                    }
+                }
                 Err(e) => Notice {
                     text: e.to_string(),
                     is_error: true,
@@ -410,7 +568,11 @@ impl DesktopApp {
             height: cut.height() as usize,
             bytes: cut.into_raw().into(),
         };
+        let image_id = item.id;
         let result = arboard::Clipboard::new().and_then(|mut c| c.set_image(data));
+        if result.is_ok() {
+            self.delivered(image_id);
+        }
         self.notices.push(match result {
             Ok(()) => Notice {
                 text: "result copied".into(),
@@ -485,7 +647,10 @@ impl DesktopApp {
             let opted_in = self.privacy.as_ref().is_some_and(Privacy::opted_in);
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 if opted_in {
-                    ui.label("Opted in · local data kept past 24 h · no uploads in this build");
+                    let queued = self.privacy.as_ref().map_or(0, Privacy::queued_uploads);
+                    ui.label(format!(
+                        "Opted in · exported images may be sent to improve models · {queued} waiting"
+                    ));
                 } else {
                     ui.label(
                         RichText::new("Local only · nothing leaves this computer")
@@ -592,8 +757,14 @@ impl DesktopApp {
             ui.label("Local data cannot be managed on this computer; nothing is kept.");
             return;
         };
-        match account::account_ui(ui, privacy, &mut self.confirm_delete) {
+        let uploader = self.uploader.as_ref().map(Uploader::state);
+        match account::account_ui(ui, privacy, &mut self.confirm_delete, uploader) {
             account::AccountAction::None => {}
+            account::AccountAction::ConsentChanged => {
+                if let Some(uploader) = &self.uploader {
+                    uploader.kick();
+                }
+            }
             account::AccountAction::Failed(text) => self.notices.push(Notice {
                 text,
                 is_error: true,
@@ -614,20 +785,16 @@ impl DesktopApp {
             return;
         }
         self.last_sweep = std::time::Instant::now();
-        if let Some(Err(e)) = self.privacy.as_ref().map(Privacy::sweep) {
-            self.notices.push(Notice {
-                text: e.to_string(),
-                is_error: true,
-            });
-        }
+        self.submit_store_job(StoreJob::Sweep);
     }
 }
 
 impl eframe::App for DesktopApp {
     fn on_exit(&mut self) {
-        // The exit sweep.
-        if let Some(privacy) = &self.privacy {
-            let _ = privacy.sweep();
+        // The exit sweep, after whatever the writer still has to do.
+        self.submit_store_job(StoreJob::Sweep);
+        if let Some(writer) = &mut self.store_writer {
+            writer.finish();
         }
     }
 

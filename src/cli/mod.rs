@@ -169,7 +169,7 @@ fn privacy(dirs: &AppDirs, action: PrivacyAction) -> Result<ExitCode> {
     }
     println!("{}", privacy.consent_line());
     println!("{}", privacy.stored_line());
-    println!("queued uploads: 0");
+    println!("queued uploads: {}", privacy.queued_uploads());
     Ok(ExitCode::SUCCESS)
 }
 

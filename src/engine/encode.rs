@@ -189,6 +189,22 @@ pub fn encode_composited(
     Ok(out)
 }
 
+/// Pixels as a PNG without any metadata (for the store and uploads).
+pub fn plain_png_rgba(image: &RgbaImage) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Vec::new();
+    let (w, h) = image.dimensions();
+    png(&mut out).write_image(image, w, h, ExtendedColorType::Rgba8)?;
+    Ok(out)
+}
+
+/// A mask as a greyscale PNG without any metadata.
+pub fn plain_png_gray(mask: &GrayImage) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Vec::new();
+    let (w, h) = mask.dimensions();
+    png(&mut out).write_image(mask, w, h, ExtendedColorType::L8)?;
+    Ok(out)
+}
+
 /// Fast deflate with per-row adaptive filters: several times quicker than
 /// the default level at 4–12 MP, for files about 10 % larger.
 fn png(out: &mut Vec<u8>) -> PngEncoder<&mut Vec<u8>> {

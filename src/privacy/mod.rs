@@ -3,8 +3,11 @@
 //! command line and the tests drive the same code.
 
 pub mod ledger;
+pub mod recent;
 pub mod settings;
 pub mod store;
+pub mod uploads;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -13,7 +16,8 @@ use chrono::{DateTime, Utc};
 use crate::paths::AppDirs;
 use ledger::ConsentRecord;
 use settings::{LoadNotice, Settings, SettingsError};
-use store::{Clock, RetentionStore, StoreError, StoreStats, SweepReport, format_age};
+use store::{Clock, ItemKind, RetentionStore, StoreError, StoreStats, SweepReport, format_age};
+use uploads::{ConsentGate, ConsentOnDisk};
 
 pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -31,7 +35,11 @@ pub struct Privacy {
     dirs: AppDirs,
     clock: Arc<dyn Clock>,
     pub settings: Settings,
-    pub store: RetentionStore,
+    /// Shared with the threads that write and upload.
+    pub store: Arc<RetentionStore>,
+    /// Consent as the background threads see it; always equal to
+    /// `settings.opted_in` except when withdrawn from elsewhere.
+    gate: ConsentGate,
     /// The consent ledger, read once at open and kept in step with appends,
     /// so the Account page does not re-read the file every frame.
     ledger: Vec<ConsentRecord>,
@@ -43,8 +51,12 @@ impl Privacy {
     /// Loads consent and opens the store, then runs the start-up sweep.
     pub fn open(dirs: &AppDirs, clock: Arc<dyn Clock>) -> Result<Self, PrivacyError> {
         let (settings, notice) = settings::load(&dirs.config, clock.now());
-        let store = RetentionStore::open(&dirs.data.join("store"), clock.clone())?;
+        let store = Arc::new(RetentionStore::open(
+            &dirs.data.join("store"),
+            clock.clone(),
+        )?);
         let privacy = Self {
+            gate: ConsentGate::new(settings.opted_in),
             ledger: ledger::read(&dirs.config),
             dirs: dirs.clone(),
             clock,
@@ -57,24 +69,52 @@ impl Privacy {
     }
 
     pub fn opted_in(&self) -> bool {
-        self.settings.opted_in
+        self.settings.opted_in && self.gate.opted_in()
+    }
+
+    pub fn gate(&self) -> ConsentGate {
+        self.gate.clone()
+    }
+
+    /// Reads consent from disk at the moment of asking (for the uploader).
+    pub fn consent_on_disk(&self) -> ConsentOnDisk {
+        let config = self.dirs.config.clone();
+        Arc::new(move || settings::opted_in_on_disk(&config))
     }
 
     /// The periodic (and start-up, and exit) sweep.
     pub fn sweep(&self) -> Result<SweepReport, PrivacyError> {
-        Ok(self
-            .store
-            .sweep(self.settings.opted_in, self.settings.cache_cap_bytes)?)
+        Ok(self.sweeper()()?)
+    }
+
+    /// The sweep as a task for another thread.
+    pub fn sweeper(&self) -> impl Fn() -> Result<SweepReport, StoreError> + Send + 'static {
+        let store = self.store.clone();
+        let gate = self.gate.clone();
+        let cap = self.settings.cache_cap_bytes;
+        move || store.sweep(gate.opted_in(), cap)
+    }
+
+    /// Samples waiting to be uploaded.
+    pub fn queued_uploads(&self) -> usize {
+        self.store.list_kind(ItemKind::UploadQueue).len()
     }
 
     /// Changes consent: saved atomically, recorded in the ledger, and when
     /// revoked, everything over 24 hours old is deleted at once.
     pub fn set_opted_in(&mut self, opted_in: bool) -> Result<(), PrivacyError> {
-        if opted_in == self.settings.opted_in && self.notice.is_none() {
+        if opted_in == self.opted_in() && self.notice.is_none() {
             return Ok(());
+        }
+        if !opted_in {
+            // First, so that an upload in flight stops at once.
+            self.gate.set(false);
         }
         self.settings.opted_in = opted_in;
         settings::save(&self.dirs.config, &self.settings)?;
+        if opted_in {
+            self.gate.set(true);
+        }
         self.notice = None;
         let record = ConsentRecord {
             time: self.now(),
@@ -84,6 +124,7 @@ impl Privacy {
         ledger::append(&self.dirs.config, &record).map_err(PrivacyError::Ledger)?;
         self.ledger.push(record);
         if !opted_in {
+            self.store.purge_kind(ItemKind::UploadQueue)?;
             self.sweep()?;
         }
         Ok(())

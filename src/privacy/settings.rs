@@ -103,6 +103,17 @@ pub fn load(config_dir: &Path, now: DateTime<Utc>) -> (Settings, Option<LoadNoti
     }
 }
 
+/// Whether the settings file on disk says opted in, read without side
+/// effects: anything unreadable is "no". Background threads ask this at
+/// the moment of acting, so a change made elsewhere (the admin CLI while the
+/// app runs) is respected.
+pub fn opted_in_on_disk(config_dir: &Path) -> bool {
+    fs::read_to_string(config_dir.join(SETTINGS_FILE))
+        .ok()
+        .and_then(|t| ron::from_str::<Settings>(&t).ok())
+        .is_some_and(|s| s.schema_version <= SCHEMA_VERSION && s.opted_in)
+}
+
 /// Moves a bad settings file out of the way, keeping it for the user.
 fn set_aside(path: &Path, detail: String, now: DateTime<Utc>) -> LoadNotice {
     let moved_to = path.with_file_name(format!(

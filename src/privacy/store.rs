@@ -83,6 +83,10 @@ struct Index {
     /// The latest time this store has seen.
     high_water: Option<DateTime<Utc>>,
     items: Vec<StoredItem>,
+    /// When the index file was last read or written by this process: another
+    /// process (the admin CLI beside the app) may have changed it since.
+    #[serde(skip)]
+    seen: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -121,16 +125,21 @@ pub struct RetentionStore {
     index: Mutex<Index>,
 }
 
+impl std::fmt::Debug for RetentionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetentionStore")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RetentionStore {
     /// Opens (or creates) the store at `root`.
     pub fn open(root: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         fs::create_dir_all(root.join(ITEMS_DIR)).map_err(err("create the local store", root))?;
         // An unreadable index loses track of items: start empty, and the
         // next sweep removes the files it no longer knows (never keeps them).
-        let index = fs::read_to_string(root.join(INDEX_FILE))
-            .ok()
-            .and_then(|t| ron::from_str(&t).ok())
-            .unwrap_or_default();
+        let index = read_index(root);
         Ok(Self {
             root: root.to_path_buf(),
             clock,
@@ -143,7 +152,17 @@ impl RetentionStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(|e| e.into_inner())
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let on_disk = fs::metadata(self.root.join(INDEX_FILE))
+            .and_then(|m| m.modified())
+            .ok();
+        if on_disk.is_some() && on_disk != index.seen {
+            let high_water = index.high_water;
+            *index = read_index(&self.root);
+            // Never let a reload move time backwards.
+            index.high_water = index.high_water.max(high_water);
+        }
+        index
     }
 
     /// The clock, never earlier than any time the store has seen before.
@@ -158,10 +177,12 @@ impl RetentionStore {
         self.root.join(ITEMS_DIR).join(format!("{id}.bin"))
     }
 
-    fn save_index(&self, index: &Index) -> Result<(), StoreError> {
+    fn save_index(&self, index: &mut Index) -> Result<(), StoreError> {
         let path = self.root.join(INDEX_FILE);
-        let text = ron::to_string(index).expect("index always serialises");
-        write_atomically(&path, text.as_bytes())
+        let text = ron::to_string(&*index).expect("index always serialises");
+        write_atomically(&path, text.as_bytes())?;
+        index.seen = fs::metadata(&path).and_then(|m| m.modified()).ok();
+        Ok(())
     }
 
     /// Keeps `bytes` as a new item.
@@ -178,7 +199,7 @@ impl RetentionStore {
         };
         write_atomically(&self.item_path(item.id), bytes)?;
         index.items.push(item.clone());
-        self.save_index(&index)?;
+        self.save_index(&mut index)?;
         Ok(item)
     }
 
@@ -234,11 +255,44 @@ impl RetentionStore {
         }
         index.items.retain(|i| !doomed.contains(&i.id));
         self.remove_strays(&index)?;
-        self.save_index(&index)?;
+        self.save_index(&mut index)?;
         Ok(SweepReport {
             removed: before - index.items.len(),
             kept: index.items.len(),
         })
+    }
+
+    /// The items of one kind, oldest first.
+    pub fn list_kind(&self, kind: ItemKind) -> Vec<StoredItem> {
+        let mut items: Vec<StoredItem> = self
+            .lock()
+            .items
+            .iter()
+            .filter(|i| i.kind == kind)
+            .cloned()
+            .collect();
+        items.sort_by_key(|i| (i.created, i.id));
+        items
+    }
+
+    /// Deletes the given items (unknown ids are ignored).
+    pub fn remove(&self, ids: &[u64]) -> Result<usize, StoreError> {
+        let mut index = self.lock();
+        let before = index.items.len();
+        for id in ids {
+            if index.items.iter().any(|i| i.id == *id) {
+                remove_file(&self.item_path(*id))?;
+            }
+        }
+        index.items.retain(|i| !ids.contains(&i.id));
+        self.save_index(&mut index)?;
+        Ok(before - index.items.len())
+    }
+
+    /// Deletes every item of one kind.
+    pub fn purge_kind(&self, kind: ItemKind) -> Result<usize, StoreError> {
+        let ids: Vec<u64> = self.list_kind(kind).iter().map(|i| i.id).collect();
+        self.remove(&ids)
     }
 
     /// Deletes everything in the store.
@@ -247,7 +301,7 @@ impl RetentionStore {
         let removed = index.items.len();
         index.items.clear();
         self.remove_strays(&index)?;
-        self.save_index(&index)?;
+        self.save_index(&mut index)?;
         Ok(removed)
     }
 
@@ -272,6 +326,19 @@ impl RetentionStore {
         }
         Ok(())
     }
+}
+
+fn read_index(root: &Path) -> Index {
+    let path = root.join(INDEX_FILE);
+    let seen = fs::metadata(&path).and_then(|m| m.modified()).ok();
+    // An unreadable index loses track of items: start empty, and the next
+    // sweep removes the files it no longer knows (never keeps them).
+    let mut index: Index = fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| ron::from_str(&t).ok())
+        .unwrap_or_default();
+    index.seen = seen;
+    index
 }
 
 fn remove_file(path: &Path) -> Result<(), StoreError> {

@@ -2,6 +2,8 @@
 //! (installed by `backgrounderase setup`), fixtures, and mask metrics.
 #![allow(dead_code)]
 
+pub mod loopback;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -71,4 +73,16 @@ pub fn iou(predicted: &GrayImage, truth: &GrayImage, threshold: f32) -> f64 {
         union += u64::from(a || b);
     }
     inter as f64 / union.max(1) as f64
+}
+
+/// A profile of its own under a temporary `BACKGROUNDERASE_HOME`, with the
+/// installed runtime and models linked in; keep the folder alive.
+pub fn fresh_profile() -> (tempfile::TempDir, AppDirs) {
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    let installed = AppDirs::discover();
+    std::fs::create_dir_all(&dirs.data).unwrap();
+    std::os::unix::fs::symlink(installed.models_dir(), dirs.models_dir()).unwrap();
+    std::os::unix::fs::symlink(installed.runtime_dir(), dirs.runtime_dir()).unwrap();
+    (home, dirs)
 }
