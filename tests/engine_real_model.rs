@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 use backgrounderase::engine::decode::{DecodeLimits, decode_file};
 use backgrounderase::engine::encode::{EncodeOptions, OutputFormat};
@@ -36,7 +35,7 @@ fn cutouts_keep_the_exact_input_size_and_real_alpha() {
         &mut engine(),
         &jobs,
         &PipelineOptions::default(),
-        &AtomicBool::new(false),
+        &pipeline::Control::default(),
         |o| outcomes.push(o),
     );
     assert_eq!(outcomes.len(), jobs.len());
@@ -227,7 +226,7 @@ fn every_output_format_is_written_at_full_size() {
             &mut engine(),
             std::slice::from_ref(&job),
             &options,
-            &AtomicBool::new(false),
+            &pipeline::Control::default(),
             |o| outcome = Some(o),
         );
         assert!(

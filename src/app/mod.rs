@@ -41,7 +41,7 @@ pub const COPY: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key
 pub const EXPORT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
 
 /// Image file extensions offered by the open dialog and accepted from folders.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+pub use crate::engine::decode::IMAGE_EXTENSIONS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineStatus {

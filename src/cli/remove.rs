@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -39,8 +38,8 @@ pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
     );
     bar.enable_steady_tick(Duration::from_millis(250));
     let mut failed = 0usize;
-    let cancel = AtomicBool::new(false);
-    pipeline::run(&mut engine, &jobs, &options, &cancel, |outcome| {
+    let control = pipeline::Control::default();
+    pipeline::run(&mut engine, &jobs, &options, &control, |outcome| {
         match &outcome {
             Outcome::Done { index, .. } => {
                 bar.set_message(jobs[*index].output.display().to_string())

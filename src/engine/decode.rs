@@ -10,6 +10,9 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Li
 
 use crate::error::Error;
 
+/// Extensions of the image files the app and batches pick up from folders.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+
 /// Largest image accepted by default, in pixels (a 12000×8333 photo).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 

@@ -1,6 +1,7 @@
 //! The background-removal engine: decode → preprocess → inference →
 //! postprocess → composite/encode. Plain Rust, no UI.
 
+pub mod batch;
 pub mod composite;
 pub mod decode;
 pub mod encode;

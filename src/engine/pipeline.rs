@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 use image::RgbaImage;
@@ -23,6 +23,35 @@ use crate::engine::inference::ModelOutput;
 use crate::engine::preprocess::ModelInput;
 use crate::engine::{Engine, StageTimes};
 use crate::error::Error;
+
+/// Pause and cancel, shared with whoever drives the run (a UI, Ctrl-C).
+#[derive(Debug, Default)]
+pub struct Control {
+    cancel: AtomicBool,
+    pause: AtomicBool,
+}
+
+impl Control {
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.store(paused, Ordering::SeqCst);
+    }
+    pub fn is_paused(&self) -> bool {
+        self.pause.load(Ordering::SeqCst)
+    }
+    /// Blocks while paused; returns false if cancelled meanwhile.
+    fn wait_while_paused(&self) -> bool {
+        while self.is_paused() && !self.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        !self.is_cancelled()
+    }
+}
 
 /// One file to process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,13 +104,14 @@ struct Inferred {
 }
 
 /// Runs every job through `engine`, calling `on_outcome` on this thread in
-/// completion order (which is job order). Setting `cancel` stops the feed:
-/// images already past decoding finish, the rest are reported cancelled.
+/// completion order (which is job order). Pausing holds the next image at
+/// the inference stage (the running one finishes, within one image);
+/// cancelling reports every image not yet inferred as cancelled.
 pub fn run(
     engine: &mut Engine,
     jobs: &[Job],
     options: &PipelineOptions,
-    cancel: &AtomicBool,
+    control: &Control,
     mut on_outcome: impl FnMut(Outcome),
 ) {
     let (prepared_tx, prepared_rx) = bounded::<Result<Prepared, (usize, Error)>>(1);
@@ -97,7 +127,7 @@ pub fn run(
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for (index, job) in jobs.iter().enumerate() {
-                if cancel.load(Ordering::Relaxed) {
+                if !control.wait_while_paused() {
                     let _ = prepared_tx.send(Err((index, Error::Cancelled)));
                     continue;
                 }
@@ -123,6 +153,10 @@ pub fn run(
 
         scope.spawn(move || {
             for item in prepared_rx {
+                let item = match item {
+                    Ok(p) if !control.wait_while_paused() => Err((p.index, Error::Cancelled)),
+                    other => other,
+                };
                 let result = item.and_then(|p| {
                     let t = Instant::now();
                     let mut times = p.times;

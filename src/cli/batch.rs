@@ -1,0 +1,140 @@
+//! `backgrounderase batch`: a folder tree through the pipelined engine, with
+//! a progress bar (images per minute, ETA), a failure report and a manifest
+//! that lets a re-run resume.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use backgrounderase::engine::StageTimes;
+use backgrounderase::engine::batch::{self, BatchEvent, BatchSettings};
+use backgrounderase::engine::pipeline::Control;
+use backgrounderase::paths::AppDirs;
+
+use super::BatchArgs;
+use super::remove::load_engine;
+
+pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
+    let mut engine = load_engine(dirs, &args.engine)?;
+    let settings = BatchSettings {
+        include_subfolders: !args.no_subfolders,
+        mirror: !args.flatten,
+        format: args.format,
+        background: args.bg,
+        pattern: args.pattern.clone(),
+        if_exists: args.if_exists,
+        model: engine.model.id.clone(),
+    };
+    let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
+    let mut skipped = Vec::new();
+    for (n, what) in [
+        (plan.already_done, "already done"),
+        (plan.skipped_existing, "output exists"),
+        (plan.skipped_hidden, "hidden or system files"),
+        (plan.skipped_not_images, "not images"),
+        (plan.other_shards, "for other shards"),
+    ] {
+        if n > 0 {
+            skipped.push(format!("{n} {what}"));
+        }
+    }
+    eprintln!(
+        "{} images to do{}",
+        plan.jobs.len(),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" (skipped: {})", skipped.join(", "))
+        }
+    );
+
+    let bar = ProgressBar::new(plan.jobs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} · {per_min} · {elapsed_precise} · eta {eta} {msg}",
+        )
+        .expect("static template")
+        .with_key(
+            "per_min",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1} images/min", state.per_sec() * 60.0);
+            },
+        ),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let control = Control::default();
+    let mut totals = StageTimes::default();
+    let summary = batch::run(
+        &mut engine,
+        &plan,
+        &args.output,
+        &settings,
+        &control,
+        |event| {
+            match event {
+                BatchEvent::Done { index, times } => {
+                    totals.decode += times.decode;
+                    totals.preprocess += times.preprocess;
+                    totals.run += times.run;
+                    totals.postprocess += times.postprocess;
+                    totals.encode += times.encode;
+                    bar.set_message(plan.jobs[index].relative.display().to_string());
+                }
+                BatchEvent::Failed { index, reason } => {
+                    let file = plan.jobs[index].input.display().to_string();
+                    // The reason names the file already when it comes from decoding.
+                    let line = if reason.contains(&file) {
+                        format!("error: {reason}")
+                    } else {
+                        format!("error: {reason}: {file}")
+                    };
+                    bar.suspend(|| eprintln!("{line}"));
+                }
+                BatchEvent::Cancelled { .. } => {}
+            }
+            bar.inc(1);
+        },
+    )?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{} done, {} failed in {:.1} s → {}",
+        summary.done,
+        summary.failures.len(),
+        summary.wall.as_secs_f64(),
+        args.output.display()
+    );
+    if let Some(csv) = &args.failures_csv {
+        std::fs::write(csv, batch::failures_csv(&summary.failures))
+            .with_context(|| format!("cannot write the failure report: {}", csv.display()))?;
+    }
+    if args.stats {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        eprintln!(
+            "stages (sums): decode {:.0} ms, preprocess {:.0} ms, run {:.0} ms, postprocess {:.0} ms, encode {:.0} ms",
+            ms(totals.decode),
+            ms(totals.preprocess),
+            ms(totals.run),
+            ms(totals.postprocess),
+            ms(totals.encode)
+        );
+        if let Some(peak) = peak_rss_kib() {
+            eprintln!("peak memory: {:.1} MB", peak as f64 / 1024.0);
+        }
+    }
+    Ok(if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Peak resident memory of this process (Linux: VmHWM), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

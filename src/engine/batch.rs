@@ -1,0 +1,668 @@
+//! Batch export of a folder tree: planning (walk, skip, shard, name the
+//! outputs, resume from the manifest) and the run itself, shared by the
+//! app's batch panel and `backgrounderase batch`.
+//!
+//! Crash safety: every output is written to a temporary file and renamed;
+//! only then is a line appended to the manifest in the output folder. A
+//! re-run skips inputs whose manifest line matches (same size, mtime and
+//! settings) and whose output still exists, so `kill -9` loses nothing that
+//! had finished.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Engine;
+use super::StageTimes;
+use super::decode::IMAGE_EXTENSIONS;
+use super::encode::{OutputFormat, Rgb8};
+use super::pipeline::{self, Control, Job, Outcome, PipelineOptions};
+
+/// The manifest of finished work, inside the output folder (hidden, so a
+/// later batch over that folder does not treat it as input).
+pub const MANIFEST_FILE: &str = ".backgrounderase-batch.jsonl";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum IfExists {
+    /// Leave the existing file, skip the input.
+    #[default]
+    Skip,
+    Overwrite,
+    /// Write `name (2).png` beside it.
+    KeepBoth,
+}
+
+/// `--shard I/N`: this process takes the files whose path hashes to `I`
+/// modulo `N` (0 ≤ I < N). Hashing the relative path keeps the split stable
+/// when files are added, and needs no coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("a shard is I/N, e.g. 0/4 (got {s})"))?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad shard index: {s}"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad shard count: {s}"))?;
+        if count == 0 || index >= count {
+            return Err(format!(
+                "the shard index must be 0 … N-1 (got {s}; Kubernetes' JOB_COMPLETION_INDEX and a Slurm array 0-(N-1) fit)"
+            ));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl Shard {
+    pub fn takes(&self, relative: &Path) -> bool {
+        let digest = Sha256::digest(relative.to_string_lossy().as_bytes());
+        let n = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+        n % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+/// What a batch produces and how it names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSettings {
+    pub include_subfolders: bool,
+    /// Recreate the input's folder tree in the output folder.
+    pub mirror: bool,
+    pub format: OutputFormat,
+    pub background: Rgb8,
+    /// `{name}` is the input's file name without extension, `{ext}` the
+    /// output format's extension: `{name}.{ext}`, `{name}-cutout.png`.
+    pub pattern: String,
+    pub if_exists: IfExists,
+    /// Catalog id of the model (part of what a finished output depends on).
+    pub model: String,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            include_subfolders: true,
+            mirror: true,
+            format: OutputFormat::Png,
+            background: Rgb8::default(),
+            pattern: "{name}.{ext}".into(),
+            if_exists: IfExists::Skip,
+            model: String::new(),
+        }
+    }
+}
+
+impl BatchSettings {
+    /// What an output depends on: a change means finished work is redone.
+    fn fingerprint(&self) -> String {
+        let key = format!(
+            "{}|{}|{:?}|{}|{}",
+            self.model,
+            self.format.extension(),
+            self.background.0,
+            self.pattern,
+            self.mirror
+        );
+        let digest = Sha256::digest(key.as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn validate(&self) -> Result<(), BatchError> {
+        if !self.pattern.contains("{name}") {
+            return Err(BatchError::Pattern(format!(
+                "{} has no {{name}}: every output would have the same name",
+                self.pattern
+            )));
+        }
+        if self.pattern.contains('/') || self.pattern.contains('\\') {
+            return Err(BatchError::Pattern(format!(
+                "{} may not contain folders",
+                self.pattern
+            )));
+        }
+        Ok(())
+    }
+
+    fn file_name(&self, input: &Path) -> String {
+        let stem = input
+            .file_stem()
+            .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+        self.pattern
+            .replace("{name}", &stem)
+            .replace("{ext}", self.format.extension())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("bad file-name pattern: {0}")]
+    Pattern(String),
+    #[error("cannot read the input folder ({source}): {}", path.display())]
+    ReadInput {
+        source: std::io::Error,
+        path: PathBuf,
+    },
+    #[error("cannot use the output folder ({source}): {}", path.display())]
+    Output {
+        source: std::io::Error,
+        path: PathBuf,
+    },
+}
+
+/// One input with where its result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedJob {
+    pub input: PathBuf,
+    /// The input relative to the input folder.
+    pub relative: PathBuf,
+    pub output: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+/// Everything the batch will do, and what it leaves out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub jobs: Vec<PlannedJob>,
+    /// Hidden and system files (`.DS_Store`, `Thumbs.db`, `._*`, dot files).
+    pub skipped_hidden: usize,
+    /// Files that are not images by their extension.
+    pub skipped_not_images: usize,
+    /// Finished by an earlier run (manifest).
+    pub already_done: usize,
+    /// The output exists and the policy is skip.
+    pub skipped_existing: usize,
+    /// Left to the other shards.
+    pub other_shards: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ManifestLine {
+    input: PathBuf,
+    size: u64,
+    mtime_ns: i128,
+    settings: String,
+    output: PathBuf,
+}
+
+fn is_hidden_or_system(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || lower == "thumbs.db"
+        || lower == "desktop.ini"
+        || lower == "ehthumbs.db"
+}
+
+fn is_image_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Walks `input_dir` and decides every output. Deterministic: the same tree
+/// and settings give the same plan on every machine.
+pub fn plan(
+    input_dir: &Path,
+    output_dir: &Path,
+    settings: &BatchSettings,
+    shard: Option<Shard>,
+) -> Result<Plan, BatchError> {
+    settings.validate()?;
+    let mut plan = Plan::default();
+    let mut files = Vec::new();
+    // The output folder may sit inside the input folder: never read it back.
+    let output_canon = output_dir.canonicalize().ok();
+    walk(
+        input_dir,
+        Path::new(""),
+        settings.include_subfolders,
+        output_canon.as_deref(),
+        &mut files,
+        &mut plan,
+    )?;
+    files.sort();
+
+    let manifest = read_manifest(output_dir);
+    let fingerprint = settings.fingerprint();
+    let mut taken: HashSet<PathBuf> = HashSet::new();
+    for relative in files {
+        if let Some(shard) = shard
+            && !shard.takes(&relative)
+        {
+            plan.other_shards += 1;
+            continue;
+        }
+        let input = input_dir.join(&relative);
+        let meta = fs::metadata(&input).map_err(|source| BatchError::ReadInput {
+            source,
+            path: input.clone(),
+        })?;
+        let size = meta.len();
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        if let Some(done) = manifest.get(&relative)
+            && done.size == size
+            && done.mtime_ns == mtime_ns
+            && done.settings == fingerprint
+            && output_dir.join(&done.output).is_file()
+        {
+            plan.already_done += 1;
+            taken.insert(output_dir.join(&done.output));
+            continue;
+        }
+        let folder = if settings.mirror {
+            output_dir.join(relative.parent().unwrap_or(Path::new("")))
+        } else {
+            output_dir.to_path_buf()
+        };
+        let name = settings.file_name(&relative);
+        let mut output = folder.join(&name);
+        // Two inputs of this batch with one name (flattened folders):
+        // number the later ones rather than lose one.
+        let exists = |p: &Path| p.exists() || taken.contains(p);
+        if taken.contains(&output) || (settings.if_exists == IfExists::KeepBoth && exists(&output))
+        {
+            output = numbered(&folder, &name, exists);
+        } else if output.exists() && settings.if_exists == IfExists::Skip {
+            plan.skipped_existing += 1;
+            continue;
+        }
+        taken.insert(output.clone());
+        plan.jobs.push(PlannedJob {
+            input,
+            relative,
+            output,
+            size,
+            mtime_ns,
+        });
+    }
+    Ok(plan)
+}
+
+/// `name (2).png`, `name (3).png`… the first one free.
+fn numbered(folder: &Path, name: &str, exists: impl Fn(&Path) -> bool) -> PathBuf {
+    let path = Path::new(name);
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (2..)
+        .map(|n| folder.join(format!("{stem} ({n}){ext}")))
+        .find(|p| !exists(p))
+        .expect("some number is free")
+}
+
+fn walk(
+    root: &Path,
+    relative: &Path,
+    recurse: bool,
+    skip_dir: Option<&Path>,
+    files: &mut Vec<PathBuf>,
+    plan: &mut Plan,
+) -> Result<(), BatchError> {
+    let dir = root.join(relative);
+    let entries = fs::read_dir(&dir).map_err(|source| BatchError::ReadInput {
+        source,
+        path: dir.clone(),
+    })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = relative.join(entry.file_name());
+        // Symlinks are not followed into folders (no loops, no escapes).
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            if !recurse || name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            if skip_dir.is_some_and(|s| path.canonicalize().ok().as_deref() == Some(s)) {
+                continue;
+            }
+            walk(root, &rel, recurse, skip_dir, files, plan)?;
+        } else if is_hidden_or_system(&name) {
+            plan.skipped_hidden += 1;
+        } else if !is_image_name(&rel) {
+            plan.skipped_not_images += 1;
+        } else if kind.is_file() || entry.path().is_file() {
+            files.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// The latest line per input; a torn last line (killed mid-write) is ignored.
+fn read_manifest(output_dir: &Path) -> BTreeMap<PathBuf, ManifestLine> {
+    let text = fs::read_to_string(output_dir.join(MANIFEST_FILE)).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<ManifestLine>(line).ok())
+        .map(|line| (line.input.clone(), line))
+        .collect()
+}
+
+/// Appends one finished output to the manifest, flushed to disk.
+fn record_done(output_dir: &Path, job: &PlannedJob, settings: &str) -> std::io::Result<()> {
+    let line = ManifestLine {
+        input: job.relative.clone(),
+        size: job.size,
+        mtime_ns: job.mtime_ns,
+        settings: settings.to_string(),
+        output: job
+            .output
+            .strip_prefix(output_dir)
+            .unwrap_or(&job.output)
+            .to_path_buf(),
+    };
+    let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(output_dir.join(MANIFEST_FILE))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_data()
+}
+
+/// Temporary files of outputs in the making that a killed run left behind.
+/// Only old ones: another shard may be writing into the same folder now.
+fn remove_stale_partials(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            remove_stale_partials(&path);
+        } else if name.starts_with(".backgrounderase-") && name.ends_with(".part") {
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > STALE_PARTIAL) {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+const STALE_PARTIAL: Duration = Duration::from_secs(10 * 60);
+
+/// Progress of a running batch, for a progress bar or the batch panel.
+#[derive(Debug, Clone)]
+pub enum BatchEvent {
+    Done { index: usize, times: StageTimes },
+    Failed { index: usize, reason: String },
+    Cancelled { index: usize },
+}
+
+/// What the run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub done: usize,
+    /// `(input relative to the input folder, reason)`.
+    pub failures: Vec<(PathBuf, String)>,
+    pub cancelled: usize,
+    pub wall: Duration,
+}
+
+/// Runs the plan through `engine`: decoding, inference and encoding
+/// overlapped (see [`pipeline`]), outputs renamed into place, each finished
+/// output recorded in the manifest.
+pub fn run(
+    engine: &mut Engine,
+    plan: &Plan,
+    output_dir: &Path,
+    settings: &BatchSettings,
+    control: &Control,
+    mut on_event: impl FnMut(BatchEvent),
+) -> Result<Summary, BatchError> {
+    let started = Instant::now();
+    let output_error = |source| BatchError::Output {
+        source,
+        path: output_dir.to_path_buf(),
+    };
+    fs::create_dir_all(output_dir).map_err(output_error)?;
+    let mut folders: Vec<&Path> = plan.jobs.iter().filter_map(|j| j.output.parent()).collect();
+    folders.dedup();
+    for folder in folders {
+        fs::create_dir_all(folder).map_err(|source| BatchError::Output {
+            source,
+            path: folder.to_path_buf(),
+        })?;
+    }
+    remove_stale_partials(output_dir);
+    let jobs: Vec<Job> = plan
+        .jobs
+        .iter()
+        .map(|j| Job {
+            input: j.input.clone(),
+            output: j.output.clone(),
+        })
+        .collect();
+    let options = PipelineOptions {
+        encode: super::encode::EncodeOptions {
+            format: settings.format,
+            background: settings.background,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let fingerprint = settings.fingerprint();
+    let mut summary = Summary::default();
+    pipeline::run(engine, &jobs, &options, control, |outcome| {
+        let event = match outcome {
+            Outcome::Done { index, times, .. } => {
+                match record_done(output_dir, &plan.jobs[index], &fingerprint) {
+                    Ok(()) => {
+                        summary.done += 1;
+                        BatchEvent::Done { index, times }
+                    }
+                    Err(e) => {
+                        let reason =
+                            format!("finished, but the manifest could not be written ({e})");
+                        summary
+                            .failures
+                            .push((plan.jobs[index].relative.clone(), reason.clone()));
+                        BatchEvent::Failed { index, reason }
+                    }
+                }
+            }
+            Outcome::Failed {
+                index,
+                error: crate::Error::Cancelled,
+            } => {
+                summary.cancelled += 1;
+                BatchEvent::Cancelled { index }
+            }
+            Outcome::Failed { index, error } => {
+                let reason = error.to_string();
+                summary
+                    .failures
+                    .push((plan.jobs[index].relative.clone(), reason.clone()));
+                BatchEvent::Failed { index, reason }
+            }
+        };
+        on_event(event);
+    });
+    summary.wall = started.elapsed();
+    Ok(summary)
+}
+
+/// The failure report as CSV (`file,reason`), quoted as RFC 4180 asks.
+pub fn failures_csv(failures: &[(PathBuf, String)]) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut out = String::from("file,reason\n");
+    for (file, reason) in failures {
+        out.push_str(&format!(
+            "{},{}\n",
+            quote(&file.to_string_lossy()),
+            quote(reason)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(root: &Path, rel: &str) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, b"x").unwrap();
+    }
+
+    fn settings() -> BatchSettings {
+        BatchSettings {
+            model: "m".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plan_mirrors_skips_hidden_and_non_images_and_keeps_same_names_apart() {
+        let input = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for rel in [
+            "a/cat.jpg",
+            "b/cat.jpg",
+            "top.PNG",
+            "ünï cödé/with space.webp",
+            ".DS_Store",
+            "a/._cat.jpg",
+            "Thumbs.db",
+            "notes.txt",
+            ".hidden/x.jpg",
+        ] {
+            touch(input.path(), rel);
+        }
+        let plan = plan(input.path(), out.path(), &settings(), None).unwrap();
+        let outs: Vec<PathBuf> = plan
+            .jobs
+            .iter()
+            .map(|j| j.output.strip_prefix(out.path()).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            outs,
+            [
+                "a/cat.png",
+                "b/cat.png",
+                "top.png",
+                "ünï cödé/with space.png"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(plan.skipped_hidden, 3);
+        assert_eq!(plan.skipped_not_images, 1);
+
+        // Flattened: the second cat is numbered, not lost.
+        let flat = BatchSettings {
+            mirror: false,
+            ..settings()
+        };
+        let plan = super::plan(input.path(), out.path(), &flat, None).unwrap();
+        let names: Vec<String> = plan
+            .jobs
+            .iter()
+            .map(|j| j.output.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["cat.png", "cat (2).png", "top.png", "with space.png"]
+        );
+    }
+
+    #[test]
+    fn existing_outputs_follow_the_policy_and_patterns_apply() {
+        let input = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        touch(input.path(), "dog.jpg");
+        touch(out.path(), "dog-cutout.webp");
+        let mut s = BatchSettings {
+            pattern: "{name}-cutout.{ext}".into(),
+            format: OutputFormat::Webp,
+            ..settings()
+        };
+        assert_eq!(
+            plan(input.path(), out.path(), &s, None)
+                .unwrap()
+                .skipped_existing,
+            1
+        );
+        s.if_exists = IfExists::Overwrite;
+        assert_eq!(
+            plan(input.path(), out.path(), &s, None).unwrap().jobs[0].output,
+            out.path().join("dog-cutout.webp")
+        );
+        s.if_exists = IfExists::KeepBoth;
+        assert_eq!(
+            plan(input.path(), out.path(), &s, None).unwrap().jobs[0].output,
+            out.path().join("dog-cutout (2).webp")
+        );
+        s.pattern = "cutout.png".into();
+        assert!(plan(input.path(), out.path(), &s, None).is_err());
+    }
+
+    #[test]
+    fn shards_split_the_files_exactly_once() {
+        let input = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for i in 0..50 {
+            touch(input.path(), &format!("d{}/img{i}.jpg", i % 3));
+        }
+        let mut seen = Vec::new();
+        for i in 0..4 {
+            let shard: Shard = format!("{i}/4").parse().unwrap();
+            let plan = plan(input.path(), out.path(), &settings(), Some(shard)).unwrap();
+            assert_eq!(plan.jobs.len() + plan.other_shards, 50);
+            seen.extend(plan.jobs.into_iter().map(|j| j.relative));
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 50, "every file in exactly one shard");
+        assert!("4/4".parse::<Shard>().is_err());
+        assert!("1-4".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn the_output_folder_inside_the_input_is_not_read_back() {
+        let input = tempfile::tempdir().unwrap();
+        touch(input.path(), "a.jpg");
+        touch(input.path(), "out/b.png");
+        let plan = plan(input.path(), &input.path().join("out"), &settings(), None).unwrap();
+        assert_eq!(plan.jobs.len(), 1);
+    }
+
+    #[test]
+    fn csv_quotes_commas_and_quotes() {
+        let csv = failures_csv(&[("a, b.jpg".into(), "bad \"header\"".into())]);
+        assert_eq!(csv, "file,reason\n\"a, b.jpg\",\"bad \"\"header\"\"\"\n");
+    }
+}

@@ -1,0 +1,220 @@
+//! `backgrounderase batch` on real folder trees with the real model: mirrored
+//! output, counts, the failure report and exit code, flattening, and a
+//! kill -9 in the middle followed by a resume that redoes nothing finished.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::fixture;
+
+fn batch() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backgrounderase"));
+    cmd.arg("batch")
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("BACKGROUNDERASE_HOME");
+    cmd
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn copy(from: &str, root: &Path, to: &str) {
+    let path = root.join(to);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::copy(fixture(from), path).unwrap();
+}
+
+/// A real cut-out: a PNG of the input's size with both clear and solid pixels.
+fn assert_cutout(path: &Path, size: (u32, u32)) {
+    let image = image::open(path)
+        .unwrap_or_else(|e| panic!("{e}: {}", path.display()))
+        .to_rgba8();
+    assert_eq!(image.dimensions(), size, "{}", path.display());
+    assert!(image.pixels().any(|p| p[3] == 0), "{}", path.display());
+    assert!(image.pixels().any(|p| p[3] == 255), "{}", path.display());
+}
+
+#[test]
+fn a_real_tree_is_mirrored_counted_and_its_failures_reported() {
+    let root = tempfile::tempdir().unwrap();
+    let input = root.path().join("catalogue");
+    copy("photos/coffee.jpg", &input, "kitchen/cup.jpg");
+    copy("photos/chelsea.jpg", &input, "pets/cat.jpg");
+    copy(
+        "photos/astronaut.jpg",
+        &input,
+        "pets/ünïcode friends/cat.jpg",
+    );
+    copy(
+        "photos/coffee.jpg",
+        &input,
+        "Summer Sale 2026/tasse à café.jpg",
+    );
+    fs::write(input.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
+    fs::write(input.join("pets/._cat.jpg"), b"AppleDouble").unwrap();
+    fs::write(input.join("prices.csv"), b"sku,price\n").unwrap();
+    let jpeg = fs::read(fixture("photos/coffee.jpg")).unwrap();
+    fs::write(input.join("kitchen/broken.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    let output = root.path().join("cut outs");
+    let csv = root.path().join("failures.csv");
+
+    let run = batch()
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .arg("--failures-csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let log = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "a failure means exit 1: {log}");
+    assert!(
+        log.contains("5 images to do (skipped: 2 hidden or system files, 1 not images)"),
+        "{log}"
+    );
+    assert!(log.contains("4 done, 1 failed"), "{log}");
+    assert!(log.contains("broken.jpg"), "{log}");
+    assert_cutout(&output.join("kitchen/cup.png"), (600, 400));
+    assert_cutout(&output.join("pets/cat.png"), (451, 300));
+    assert_cutout(&output.join("pets/ünïcode friends/cat.png"), (512, 512));
+    assert_cutout(
+        &output.join("Summer Sale 2026/tasse à café.png"),
+        (600, 400),
+    );
+    assert!(!output.join("kitchen/broken.png").exists());
+    let report = fs::read_to_string(&csv).unwrap();
+    assert!(report.starts_with("file,reason\n"), "{report}");
+    assert!(report.contains("\"kitchen/broken.jpg\""), "{report}");
+    assert!(report.contains("truncated"), "{report}");
+
+    // Flattened: the two cats both arrive, the second numbered.
+    let flat = root.path().join("flat");
+    let run = batch()
+        .arg(&input)
+        .arg("-o")
+        .arg(&flat)
+        .args(["--flatten", "--model", "isnet-imgly-small"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let mut names: Vec<String> = fs::read_dir(&flat)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["cat (2).png", "cat.png", "cup.png", "tasse à café.png"]
+    );
+}
+
+fn manifest_lines(output: &Path) -> usize {
+    fs::read_to_string(output.join(".backgrounderase-batch.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+fn finished_outputs(output: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(output).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".png") && !name.starts_with('.') {
+            found.push((entry.path(), entry.metadata().unwrap().modified().unwrap()));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn kill_9_mid_batch_then_resume_loses_and_redoes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let input = root.path().join("in");
+    let photos = ["coffee.jpg", "chelsea.jpg", "astronaut.jpg"];
+    for i in 0..9 {
+        copy(
+            &format!("photos/{}", photos[i % 3]),
+            &input,
+            &format!("img{i:02}.jpg"),
+        );
+    }
+    let output = root.path().join("out");
+    let mut child = batch()
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .args(["--model", "isnet-imgly-small"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while manifest_lines(&output) < 3 {
+        assert!(Instant::now() < deadline, "the batch made no progress");
+        assert!(child.try_wait().unwrap().is_none(), "finished too soon");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no chance to clean up.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Whatever carries a final name is complete and valid.
+    let before = finished_outputs(&output);
+    let recorded = manifest_lines(&output);
+    assert!(before.len() >= recorded && before.len() < 9, "{before:?}");
+    for (path, _) in &before {
+        assert_cutout(path, image::image_dimensions(path).unwrap());
+    }
+
+    let run = batch()
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .args(["--model", "isnet-imgly-small"])
+        .output()
+        .unwrap();
+    let log = stderr(&run);
+    assert!(run.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("(skipped: {recorded} already done")),
+        "{log}"
+    );
+    let after = finished_outputs(&output);
+    assert_eq!(after.len(), 9);
+    for (path, modified) in &after {
+        let source = input.join(path.file_name().unwrap()).with_extension("jpg");
+        let size = image::image_dimensions(source).unwrap();
+        assert_cutout(path, size);
+        if let Some((_, was)) = before.iter().find(|(p, _)| p == path)
+            && manifest_recorded(&output, path)
+        {
+            assert_eq!(was, modified, "recomputed: {}", path.display());
+        }
+    }
+    // A third run finds everything done.
+    let run = batch()
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .args(["--model", "isnet-imgly-small"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&run).contains("0 images to do (skipped: 9 already done)"),
+        "{}",
+        stderr(&run)
+    );
+}
+
+fn manifest_recorded(output: &Path, path: &Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    fs::read_to_string(output.join(".backgrounderase-batch.jsonl"))
+        .unwrap_or_default()
+        .contains(&format!("\"output\":\"{name}\""))
+}
