@@ -449,3 +449,93 @@ fn after_25_hours_nothing_is_left_unless_opted_in() {
         }
     }
 }
+
+#[test]
+fn batch_panel_runs_pauses_resumes_cancels_and_reports_failures() {
+    use backgrounderase::app::Page;
+    let (_home, mut harness) = app_harness();
+    let root = tempfile::tempdir().unwrap();
+    let input = root.path().join("in");
+    let output = root.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    let jpeg = std::fs::read(fixture("photos/coffee.jpg")).unwrap();
+    std::fs::write(input.join("a-broken.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    for (i, photo) in [
+        "coffee.jpg",
+        "chelsea.jpg",
+        "astronaut.jpg",
+        "coffee.jpg",
+        "chelsea.jpg",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::copy(
+            fixture(&format!("photos/{photo}")),
+            input.join(format!("p{i}.jpg")),
+        )
+        .unwrap();
+    }
+    std::fs::write(input.join(".DS_Store"), b"x").unwrap();
+
+    harness.get_by_label("Batch").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().page, Page::Batch);
+    // Native folder dialogs cannot be driven here: the paths are injected.
+    harness.state_mut().batch.input = Some(input.clone());
+    harness.state_mut().batch.output = Some(output.clone());
+    harness.step();
+    harness.get_by_label("Start").click();
+    harness.step();
+    step_until(&mut harness, "a failure and a finished image", |app| {
+        let run = app.batch.run.as_ref().unwrap();
+        run.failures.len() == 1 && run.done >= 1
+    });
+    harness.step();
+    harness.get_by_label_contains("a-broken.jpg —");
+    harness.get_by_label_contains("Skipped: 1 hidden or system files");
+    harness.get_by_label_contains("images/min");
+
+    // Pause: at most the image in hand finishes.
+    harness.get_by_label("Pause").click();
+    harness.step();
+    let at_pause = harness.state().batch.run.as_ref().unwrap().done;
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let paused_done = harness.state().batch.run.as_ref().unwrap().done;
+    assert!(
+        paused_done <= at_pause + 1,
+        "{at_pause} → {paused_done} while paused"
+    );
+    harness.get_by_label_contains("paused");
+
+    // Resume: work goes on.
+    harness.get_by_label("Resume").click();
+    harness.step();
+    step_until(&mut harness, "progress after resuming", |app| {
+        app.batch.run.as_ref().unwrap().done > paused_done
+    });
+
+    // Cancel: it stops, and says what became of everything.
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    step_until(&mut harness, "the batch to stop", |app| {
+        app.batch.run.as_ref().unwrap().is_finished()
+    });
+    let run = harness.state().batch.run.as_ref().unwrap();
+    let summary = run.summary.clone().unwrap();
+    assert_eq!(summary.failures.len(), 1);
+    assert_eq!(summary.done + summary.failures.len() + summary.cancelled, 6);
+    assert!(summary.cancelled > 0, "{summary:?}");
+    let written = std::fs::read_dir(&output)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".png"))
+        .count();
+    assert_eq!(written, summary.done);
+    harness.step();
+    harness.get_by_label_contains("Finished:");
+}

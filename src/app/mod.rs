@@ -4,6 +4,7 @@
 //! `request_repaint` when they have news.
 
 mod account;
+mod batch_panel;
 mod canvas;
 mod frame_probe;
 mod gpu_canvas;
@@ -32,6 +33,7 @@ use crate::privacy::uploads::{Backoff, Endpoint, Uploader};
 use crate::privacy::writer::{StoreJob, StoreReport, StoreWriter};
 use crate::worker::{Event, ImageId, ImageSource, KnownMask, Worker, WorkerConfig};
 pub use account::CONSENT_LABEL;
+pub use batch_panel::{BatchPanel, BatchRun, FileState};
 pub use canvas::{Background, BackgroundAction, CanvasView};
 pub use workspace::{Item, Status, Workspace};
 
@@ -71,6 +73,7 @@ pub struct ModelChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
     Workspace,
+    Batch,
     Account,
 }
 
@@ -102,6 +105,7 @@ pub struct DesktopApp {
     pub format: OutputFormat,
     pub notices: Vec<Notice>,
     pub last_inference: Option<Duration>,
+    pub batch: BatchPanel,
     /// Set when the window renders with wgpu: the canvas and exports then
     /// go through the WGSL compositor.
     render_state: Option<egui_wgpu::RenderState>,
@@ -212,6 +216,7 @@ impl DesktopApp {
             format: OutputFormat::Png,
             notices,
             last_inference: None,
+            batch: BatchPanel::default(),
             render_state,
             compositor,
             tasks_tx,
@@ -223,6 +228,84 @@ impl DesktopApp {
         app.restore_recent_work();
         app.open_paths(paths);
         app
+    }
+
+    /// Starts the batch panel's batch on its own thread.
+    pub fn start_batch(&mut self) {
+        let (Some(input), Some(output)) = (self.batch.input.clone(), self.batch.output.clone())
+        else {
+            return;
+        };
+        let mut settings = self.batch.settings.clone();
+        settings.model = self.model.clone();
+        let wake_ctx = self.ctx.clone();
+        let handle = crate::engine::batch::BatchHandle::spawn(
+            crate::engine::batch::BatchRequest {
+                dirs: self.dirs.clone(),
+                session: SessionOptions::default(),
+                input,
+                output,
+                settings,
+            },
+            Arc::new(move || wake_ctx.request_repaint()),
+        );
+        self.batch.run = Some(BatchRun::new(handle));
+    }
+
+    fn batch_page(&mut self, ui: &mut egui::Ui) {
+        match self.batch.ui(ui) {
+            batch_panel::BatchAction::None => {}
+            batch_panel::BatchAction::ChooseInput => match rfd::FileDialog::new().pick_folder() {
+                Some(folder) => self.batch.input = Some(folder),
+                None => self.dialog_unavailable_hint(),
+            },
+            batch_panel::BatchAction::ChooseOutput => match rfd::FileDialog::new().pick_folder() {
+                Some(folder) => self.batch.output = Some(folder),
+                None => self.dialog_unavailable_hint(),
+            },
+            batch_panel::BatchAction::Start => self.start_batch(),
+            batch_panel::BatchAction::CopyReport(csv) => {
+                let result = arboard::Clipboard::new().and_then(|mut c| c.set_text(csv));
+                self.notices.push(match result {
+                    Ok(()) => Notice {
+                        text: "failure report copied".into(),
+                        is_error: false,
+                    },
+                    Err(e) => Notice {
+                        text: format!("could not copy ({e})"),
+                        is_error: true,
+                    },
+                });
+            }
+            batch_panel::BatchAction::SaveReport(csv) => {
+                let dialog = rfd::FileDialog::new()
+                    .set_file_name("failures.csv")
+                    .add_filter("CSV", &["csv"]);
+                match dialog.save_file() {
+                    Some(path) => {
+                        if let Err(e) = write_atomically(&path, csv.as_bytes()) {
+                            self.notices.push(Notice {
+                                text: e.to_string(),
+                                is_error: true,
+                            });
+                        }
+                    }
+                    None => self.dialog_unavailable_hint(),
+                }
+            }
+            batch_panel::BatchAction::OpenOutput(folder) => {
+                if let Err(e) = batch_panel::open_folder(&folder) {
+                    self.notices.push(Notice {
+                        text: format!("cannot open the folder ({e}): {}", folder.display()),
+                        is_error: true,
+                    });
+                }
+            }
+        }
+        // Keep the rate and ETA ticking while it runs.
+        if self.batch.run.as_ref().is_some_and(|r| !r.is_finished()) {
+            ui.ctx().request_repaint_after(Duration::from_millis(500));
+        }
     }
 
     /// Reopens the images of the last session still in the store, with
@@ -349,6 +432,10 @@ impl DesktopApp {
 
     /// Applies what the worker and export threads reported since last frame.
     pub fn drain_events(&mut self) {
+        // Whatever page is shown: the batch waits on a bounded channel.
+        if let Some(run) = &mut self.batch.run {
+            run.update();
+        }
         for event in self.worker.poll() {
             match event {
                 Event::EngineReady { model, provider } => {
@@ -594,7 +681,14 @@ impl DesktopApp {
                 .collect()
         });
         if !dropped.is_empty() {
-            self.open_paths(dropped);
+            if self.page == Page::Batch {
+                // A folder dropped on the Batch page is its input.
+                if let Some(folder) = dropped.into_iter().find(|p| p.is_dir()) {
+                    self.batch.input = Some(folder);
+                }
+            } else {
+                self.open_paths(dropped);
+            }
         }
         if ui.input_mut(|i| i.consume_shortcut(&OPEN)) {
             self.open_dialog();
@@ -821,6 +915,7 @@ impl eframe::App for DesktopApp {
         egui::Panel::top("pages").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.page, Page::Workspace, "Workspace");
+                ui.selectable_value(&mut self.page, Page::Batch, "Batch");
                 ui.selectable_value(&mut self.page, Page::Account, "Account");
             });
         });
@@ -830,6 +925,15 @@ impl eframe::App for DesktopApp {
                 egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
             }
             egui::CentralPanel::default().show(ui, |ui| self.account_page(ui));
+            return;
+        }
+        if self.page == Page::Batch {
+            if !self.notices.is_empty() {
+                egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
+            }
+            egui::CentralPanel::default().show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.batch_page(ui))
+            });
             return;
         }
         egui::Panel::left("images")

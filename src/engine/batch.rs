@@ -515,6 +515,98 @@ pub fn run(
     Ok(summary)
 }
 
+/// What a batch running on its own thread reports to whoever shows it.
+#[derive(Debug, Clone)]
+pub enum BatchUpdate {
+    /// The model is loaded and the folder planned.
+    Planned(Plan),
+    Event(BatchEvent),
+    Finished(Summary),
+    /// It could not start (no model, unreadable folder, bad pattern).
+    Failed(String),
+}
+
+/// A batch on its own thread, which owns the engine it loads: control it
+/// with [`BatchHandle::control`], read its news with [`BatchHandle::poll`].
+pub struct BatchHandle {
+    pub control: std::sync::Arc<Control>,
+    updates: crossbeam_channel::Receiver<BatchUpdate>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+/// Everything a batch thread needs.
+#[derive(Debug, Clone)]
+pub struct BatchRequest {
+    pub dirs: crate::paths::AppDirs,
+    pub session: super::inference::SessionOptions,
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub settings: BatchSettings,
+}
+
+impl BatchHandle {
+    /// Starts the batch; `wake` is called after every update.
+    pub fn spawn(request: BatchRequest, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Self {
+        let control = std::sync::Arc::new(Control::default());
+        // Bounded: a stalled reader slows the batch instead of growing memory.
+        let (tx, updates) = crossbeam_channel::bounded(64);
+        let thread_control = control.clone();
+        let thread = std::thread::Builder::new()
+            .name("batch".into())
+            .spawn(move || {
+                let send = |update| {
+                    let _ = tx.send(update);
+                    wake();
+                };
+                let catalog = crate::catalog::ModelCatalog::builtin();
+                let mut engine = match Engine::load(
+                    &request.dirs,
+                    &catalog,
+                    Some(&request.settings.model),
+                    &request.session,
+                ) {
+                    Ok(engine) => engine,
+                    Err(e) => return send(BatchUpdate::Failed(e.to_string())),
+                };
+                let plan = match plan(&request.input, &request.output, &request.settings, None) {
+                    Ok(plan) => plan,
+                    Err(e) => return send(BatchUpdate::Failed(e.to_string())),
+                };
+                send(BatchUpdate::Planned(plan.clone()));
+                let result = run(
+                    &mut engine,
+                    &plan,
+                    &request.output,
+                    &request.settings,
+                    &thread_control,
+                    |event| send(BatchUpdate::Event(event)),
+                );
+                send(match result {
+                    Ok(summary) => BatchUpdate::Finished(summary),
+                    Err(e) => BatchUpdate::Failed(e.to_string()),
+                });
+            })
+            .expect("spawn batch thread");
+        Self {
+            control,
+            updates,
+            _thread: thread,
+        }
+    }
+
+    pub fn poll(&self) -> Vec<BatchUpdate> {
+        self.updates.try_iter().collect()
+    }
+}
+
+impl Drop for BatchHandle {
+    /// Closing the window stops the batch after the image in hand; what
+    /// finished is in the manifest, so it can be resumed.
+    fn drop(&mut self) {
+        self.control.cancel();
+    }
+}
+
 /// The failure report as CSV (`file,reason`), quoted as RFC 4180 asks.
 pub fn failures_csv(failures: &[(PathBuf, String)]) -> String {
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
