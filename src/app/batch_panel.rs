@@ -294,17 +294,7 @@ impl BatchPanel {
             line.push_str(&format!(" · about {} left", format_duration(eta)));
         }
         ui.label(line);
-        let mut skipped = Vec::new();
-        for (n, what) in [
-            (plan.already_done, "already done"),
-            (plan.skipped_existing, "output exists"),
-            (plan.skipped_hidden, "hidden or system files"),
-            (plan.skipped_not_images, "not images"),
-        ] {
-            if n > 0 {
-                skipped.push(format!("{n} {what}"));
-            }
-        }
+        let skipped = plan.skipped_summary();
         if !skipped.is_empty() {
             ui.label(format!("Skipped: {}", skipped.join(", ")));
         }

@@ -28,18 +28,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         model: engine.model.id.clone(),
     };
     let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
-    let mut skipped = Vec::new();
-    for (n, what) in [
-        (plan.already_done, "already done"),
-        (plan.skipped_existing, "output exists"),
-        (plan.skipped_hidden, "hidden or system files"),
-        (plan.skipped_not_images, "not images"),
-        (plan.other_shards, "for other shards"),
-    ] {
-        if n > 0 {
-            skipped.push(format!("{n} {what}"));
-        }
-    }
+    let skipped = plan.skipped_summary();
     eprintln!(
         "{} images to do{}",
         plan.jobs.len(),

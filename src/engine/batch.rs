@@ -191,6 +191,23 @@ pub struct Plan {
     pub other_shards: usize,
 }
 
+impl Plan {
+    /// What was left out, in words: `["3 already done", "1 not images"]`.
+    pub fn skipped_summary(&self) -> Vec<String> {
+        [
+            (self.already_done, "already done"),
+            (self.skipped_existing, "output exists"),
+            (self.skipped_hidden, "hidden or system files"),
+            (self.skipped_not_images, "not images"),
+            (self.other_shards, "for other shards"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ManifestLine {
     input: PathBuf,
