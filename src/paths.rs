@@ -57,6 +57,12 @@ impl AppDirs {
         self.data.join("runtime")
     }
 
+    /// Copies derived from installed models (fp32 versions of fp16 models
+    /// for the CPU); safe to delete, remade on the next load.
+    pub fn derived_models_dir(&self) -> PathBuf {
+        self.cache.join("derived-models")
+    }
+
     /// Downloaded wheels and npm tarballs, reused by later setups.
     pub fn downloads_dir(&self) -> PathBuf {
         self.cache.join("downloads")

@@ -242,3 +242,54 @@ fn every_output_format_is_written_at_full_size() {
         );
     }
 }
+
+/// The fp32 copy made for the CPU (upcast) is the same network: its mask
+/// for a real photo matches the fp16 model's within a tiny tolerance, and it
+/// is only made once.
+#[test]
+fn the_fp32_copy_of_the_fp16_model_gives_the_same_mask() {
+    use backgrounderase::catalog::{ModelCatalog, require_installed};
+    use backgrounderase::engine::inference::{InferenceSession, SessionOptions};
+    use backgrounderase::engine::upcast;
+    use backgrounderase::paths::AppDirs;
+
+    let mut engine = engine(); // holds the process's ONNX Runtime environment
+    let dirs = AppDirs::discover();
+    let entry = ModelCatalog::builtin()
+        .require("isnet-imgly-medium")
+        .unwrap()
+        .clone();
+    let original = require_installed(&entry, &dirs).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = upcast::cpu_model(&original, dir.path())
+        .unwrap()
+        .expect("ISNet medium has fp16 weights");
+    let modified = std::fs::metadata(&copy).unwrap().modified().unwrap();
+    assert_eq!(
+        upcast::cpu_model(&original, dir.path()).unwrap().as_ref(),
+        Some(&copy)
+    );
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().modified().unwrap(),
+        modified,
+        "made once"
+    );
+
+    let runtime = backgrounderase::runtime::load(&dirs).unwrap();
+    let options = SessionOptions::default();
+    let mut fp16 = InferenceSession::load(runtime, &entry, &original, &options, None).unwrap();
+    let mut fp32 = InferenceSession::load(runtime, &entry, &copy, &options, None).unwrap();
+    let photo = image::open(fixture("photos/chelsea.jpg"))
+        .unwrap()
+        .to_rgba8();
+    let input = engine.preprocessor.prepare(&photo);
+    let a = fp16.run(&input).unwrap();
+    let b = fp32.run(&input).unwrap();
+    let max = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1.0 / 255.0, "max difference {max}");
+}

@@ -112,6 +112,9 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
             eprintln!("peak memory: {:.1} MB", peak as f64 / 1024.0);
         }
     }
+    // The OS reclaims the session's ≈1.4 GB at exit in one go; releasing it
+    // piecemeal first took ≈0.1 s per run.
+    std::mem::forget(engine);
     Ok(if summary.failures.is_empty() {
         ExitCode::SUCCESS
     } else {

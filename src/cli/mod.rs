@@ -281,6 +281,15 @@ fn setup(dirs: &AppDirs, args: SetupArgs) -> Result<ExitCode> {
             .ensure_model(entry)
             .with_context(|| format!("installing model '{id}'"))?;
         report(&format!("model {id}"), &installed);
+        // Made now so the first run does not wait for it (≈ 2 s).
+        match backgrounderase::engine::upcast::cpu_model(
+            installed.path(),
+            &dirs.derived_models_dir(),
+        ) {
+            Ok(Some(copy)) => println!("model {id}: fp32 copy for the CPU at {}", copy.display()),
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: model {id}: no fp32 copy for the CPU ({e})"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -208,9 +208,12 @@ impl Plan {
     }
 }
 
+/// One finished output. The input is kept as a hash of its relative path:
+/// the manifest outlives the 24-hour rule (it sits with the export), so it
+/// holds nothing the exported files do not show already.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ManifestLine {
-    input: PathBuf,
+    input_sha256: String,
     size: u64,
     mtime_ns: i128,
     settings: String,
@@ -275,7 +278,7 @@ pub fn plan(
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as i128);
-        if let Some(done) = manifest.get(&relative)
+        if let Some(done) = manifest.get(&input_key(&relative))
             && done.size == size
             && done.mtime_ns == mtime_ns
             && done.settings == fingerprint
@@ -371,18 +374,23 @@ fn walk(
 }
 
 /// The latest line per input; a torn last line (killed mid-write) is ignored.
-fn read_manifest(output_dir: &Path) -> BTreeMap<PathBuf, ManifestLine> {
+fn read_manifest(output_dir: &Path) -> BTreeMap<String, ManifestLine> {
     let text = fs::read_to_string(output_dir.join(MANIFEST_FILE)).unwrap_or_default();
     text.lines()
         .filter_map(|line| serde_json::from_str::<ManifestLine>(line).ok())
-        .map(|line| (line.input.clone(), line))
+        .map(|line| (line.input_sha256.clone(), line))
         .collect()
+}
+
+fn input_key(relative: &Path) -> String {
+    let digest = Sha256::digest(relative.to_string_lossy().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Appends one finished output to the manifest, flushed to disk.
 fn record_done(output_dir: &Path, job: &PlannedJob, settings: &str) -> std::io::Result<()> {
     let line = ManifestLine {
-        input: job.relative.clone(),
+        input_sha256: input_key(&job.relative),
         size: job.size,
         mtime_ns: job.mtime_ns,
         settings: settings.to_string(),

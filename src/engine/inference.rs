@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::ModelEntry;
 use crate::engine::preprocess::ModelInput;
+use crate::engine::upcast;
 use crate::error::Error;
 use crate::runtime::LoadedRuntime;
 
@@ -126,11 +127,14 @@ pub struct InferenceSession {
 
 impl InferenceSession {
     /// Loads `model_path` for `model`, trying providers in order.
+    /// `cpu_copy_dir`: where an fp32 copy of an fp16 model is kept for the
+    /// CPU provider (see `upcast`); `None` runs the file as it is.
     pub fn load(
         runtime: &LoadedRuntime,
         model: &ModelEntry,
         model_path: &Path,
         options: &SessionOptions,
+        cpu_copy_dir: Option<&Path>,
     ) -> Result<Self, Error> {
         let threads = options.threads.unwrap_or_else(default_threads);
         let mut skipped = Vec::new();
@@ -139,7 +143,13 @@ impl InferenceSession {
             if provider == ExecutionProvider::Cpu && options.require_gpu {
                 break;
             }
-            match build_session(runtime, model_path, provider, threads) {
+            let attempt = match (provider, cpu_copy_dir) {
+                (ExecutionProvider::Cpu, Some(dir)) => {
+                    build_cpu_session_from_fp32_copy(runtime, model_path, dir, threads)
+                }
+                _ => build_session(runtime, model_path, provider, threads),
+            };
+            match attempt {
                 Ok(session) => {
                     chosen = Some((provider, session));
                     break;
@@ -284,11 +294,34 @@ fn candidates(choice: ProviderChoice) -> Vec<ExecutionProvider> {
     }
 }
 
+#[derive(Debug)]
 enum Attempt {
     /// The runtime build has no such provider.
     Unavailable(String),
     /// It has one, but the session could not be created with it.
     Failed(String),
+}
+
+/// The CPU session from the model's fp32 copy when it has fp16 weights,
+/// else (or if the copy cannot be made or loaded) from the model itself.
+fn build_cpu_session_from_fp32_copy(
+    runtime: &LoadedRuntime,
+    model_path: &Path,
+    dir: &Path,
+    threads: usize,
+) -> Result<Session, Attempt> {
+    match upcast::cpu_model(model_path, dir) {
+        Ok(Some(copy)) => match build_session(runtime, &copy, ExecutionProvider::Cpu, threads) {
+            Ok(session) => return Ok(session),
+            Err(e) => tracing::warn!(
+                "the fp32 copy did not load, using the model as it is: {e:?}: {}",
+                copy.display()
+            ),
+        },
+        Ok(None) => {}
+        Err(e) => tracing::warn!("no fp32 copy of the model ({e}): {}", model_path.display()),
+    }
+    build_session(runtime, model_path, ExecutionProvider::Cpu, threads)
 }
 
 fn build_session(

@@ -9,6 +9,7 @@ pub mod inference;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod upcast;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -58,7 +59,12 @@ impl Engine {
         .clone();
         let model_path = catalog::require_installed(&model, dirs)?;
         let runtime = runtime::load(dirs)?;
-        let session = InferenceSession::load(runtime, &model, &model_path, options)?;
+        // BACKGROUNDERASE_KEEP_FP16=1 runs an fp16 model as it is (for comparisons).
+        let copy_dir = dirs.derived_models_dir();
+        let cpu_copy_dir = std::env::var_os("BACKGROUNDERASE_KEEP_FP16")
+            .is_none()
+            .then_some(copy_dir.as_path());
+        let session = InferenceSession::load(runtime, &model, &model_path, options, cpu_copy_dir)?;
         Ok(Self {
             preprocessor: Preprocessor::new(&model),
             postprocessor: Postprocessor::new(),

@@ -158,12 +158,14 @@ pub fn run(
                     other => other,
                 };
                 let result = item.and_then(|p| {
+                    tracing::debug!(index = p.index, "inference starts");
                     let t = Instant::now();
                     let mut times = p.times;
                     session
                         .run(&p.input)
                         .map(|output| {
                             times.run = t.elapsed();
+                            tracing::debug!(index = p.index, "inference ends");
                             Inferred {
                                 index: p.index,
                                 image: p.image,
@@ -184,6 +186,7 @@ pub fn run(
                 Ok(inferred) => finish(inferred, jobs, post, postprocessor, options),
                 Err((index, error)) => Outcome::Failed { index, error },
             };
+            tracing::debug!(index = outcome.index(), "written");
             on_outcome(outcome);
         }
     });

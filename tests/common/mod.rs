@@ -84,5 +84,9 @@ pub fn fresh_profile() -> (tempfile::TempDir, AppDirs) {
     std::fs::create_dir_all(&dirs.data).unwrap();
     std::os::unix::fs::symlink(installed.models_dir(), dirs.models_dir()).unwrap();
     std::os::unix::fs::symlink(installed.runtime_dir(), dirs.runtime_dir()).unwrap();
+    // The fp32 copy `setup` made of the model (remade otherwise, ≈ 2 s each).
+    std::fs::create_dir_all(installed.derived_models_dir()).unwrap();
+    std::fs::create_dir_all(&dirs.cache).unwrap();
+    std::os::unix::fs::symlink(installed.derived_models_dir(), dirs.derived_models_dir()).unwrap();
     (home, dirs)
 }
