@@ -16,6 +16,7 @@ use image::{GrayImage, RgbaImage};
 
 use crate::catalog::ModelCatalog;
 use crate::engine::Engine;
+use crate::engine::batch::BatchJob;
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::inference::SessionOptions;
 use crate::paths::AppDirs;
@@ -103,6 +104,7 @@ pub struct WorkerConfig {
 
 pub struct Worker {
     commands: Sender<Command>,
+    batches: Sender<BatchJob>,
     events: Receiver<Event>,
     cancelled: Arc<Mutex<HashSet<ImageId>>>,
     shutdown: Arc<AtomicBool>,
@@ -124,6 +126,7 @@ impl Worker {
         let (commands, command_rx) = bounded::<Command>(COMMAND_QUEUE);
         let (decoded_tx, decoded_rx) = bounded::<(ImageId, Arc<RgbaImage>)>(DECODED_QUEUE);
         let (event_tx, events) = bounded::<Event>(EVENT_QUEUE);
+        let (batches, batch_rx) = bounded::<BatchJob>(1);
         let cancelled = Arc::new(Mutex::new(HashSet::new()));
         let shutdown = Arc::new(AtomicBool::new(false));
         let emit = {
@@ -244,20 +247,39 @@ impl Worker {
                                     message: e.to_string(),
                                 },
                             );
-                            // Keep answering so that queued images say why they wait.
-                            for (id, _) in decoded_rx {
-                                emit(
-                                    &events,
-                                    Event::Failed {
-                                        id,
-                                        message: e.to_string(),
+                            // Keep answering so that queued images and batches say why they wait.
+                            loop {
+                                crossbeam_channel::select! {
+                                    recv(decoded_rx) -> item => match item {
+                                        Ok((id, _)) => {
+                                            emit(&events, Event::Failed { id, message: e.to_string() });
+                                        }
+                                        Err(_) => return,
                                     },
-                                );
+                                    recv(batch_rx) -> job => match job {
+                                        Ok(job) => job.fail(e.to_string()),
+                                        Err(_) => return,
+                                    },
+                                }
                             }
-                            return;
                         }
                     };
-                    for (id, image) in decoded_rx {
+                    loop {
+                        // A batch runs here, on the session's one owner; images
+                        // dropped on the workspace meanwhile wait for it.
+                        let (id, image) = crossbeam_channel::select! {
+                            recv(decoded_rx) -> item => match item {
+                                Ok(item) => item,
+                                Err(_) => return,
+                            },
+                            recv(batch_rx) -> job => match job {
+                                Ok(job) => {
+                                    job.run(&mut engine);
+                                    continue;
+                                }
+                                Err(_) => return,
+                            },
+                        };
                         if shutdown.load(Ordering::Relaxed) {
                             return;
                         }
@@ -298,6 +320,7 @@ impl Worker {
 
         Self {
             commands,
+            batches,
             events,
             cancelled,
             shutdown,
@@ -326,6 +349,12 @@ impl Worker {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// Hands a batch to the inference thread; `false` if one is already
+    /// waiting there.
+    pub fn start_batch(&self, job: BatchJob) -> bool {
+        self.batches.try_send(job).is_ok()
     }
 
     pub fn cancel(&self, id: ImageId) {
@@ -357,6 +386,8 @@ impl Drop for Worker {
         self.shutdown.store(true, Ordering::Relaxed);
         let (dead_tx, _) = bounded(1);
         drop(std::mem::replace(&mut self.commands, dead_tx));
+        let (dead_tx, _) = bounded(1);
+        drop(std::mem::replace(&mut self.batches, dead_tx));
         for thread in self.threads.drain(..) {
             while !thread.is_finished() {
                 let _ = self.events.recv_timeout(Duration::from_millis(20));

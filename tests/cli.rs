@@ -374,3 +374,107 @@ fn remove_works_with_no_network_at_all() {
     assert!(result.pixels().any(|p| p[3] == 0), "a real cut-out");
     assert!(result.pixels().any(|p| p[3] == 255));
 }
+
+/// The designer settings from the command line give exactly the pixels the
+/// library's finishing step gives (the one the app's export and batch use):
+/// the same model mask, refined, decontaminated, feathered, cropped to the
+/// subject on a square canvas with a shadow.
+#[test]
+fn remove_with_designer_flags_matches_the_library_pixel_for_pixel() {
+    use backgrounderase::engine::decode::{DecodeLimits, decode_file};
+    use backgrounderase::engine::finish::{FinishSettings, render};
+    use backgrounderase::engine::layout::{Canvas, LayoutSettings, Margin, Shadow};
+    use backgrounderase::engine::refine::EdgeSettings;
+
+    let out = tempfile::tempdir().unwrap();
+    let photo = fixture("photos/chelsea.jpg");
+    let target = out.path().join("cat.png");
+    let output = cli()
+        .args([
+            "remove",
+            "--refine",
+            "--despill",
+            "--feather",
+            "2",
+            "--shift",
+            "-1",
+        ])
+        .args(["--crop-margin", "5%", "--canvas", "1:1", "--shadow"])
+        .arg(&photo)
+        .arg("-o")
+        .arg(&target)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let produced = image::open(&target).unwrap().to_rgba8();
+    assert_eq!(produced.width(), produced.height(), "square canvas");
+
+    let settings = FinishSettings {
+        edges: EdgeSettings {
+            refine: true,
+            shift: -1,
+            feather: 2.0,
+            despill: true,
+        },
+        layout: LayoutSettings {
+            crop_margin: Some(Margin::Percent(5.0)),
+            canvas: Canvas::Ratio(1, 1),
+            shadow: Some(Shadow::default()),
+        },
+    };
+    let image = decode_file(&photo, DecodeLimits::default()).unwrap().rgba;
+    let mask = common::engine().mask(&image).unwrap();
+    let (colours, alpha) = render(&image, &mask, &[], &settings);
+    assert_eq!(produced.dimensions(), colours.dimensions());
+    let mut worst = 0u8;
+    for ((p, c), a) in produced.pixels().zip(colours.pixels()).zip(alpha.pixels()) {
+        worst = worst.max(p[3].abs_diff(a[0]));
+        if a[0] > 0 {
+            for k in 0..3 {
+                worst = worst.max(p[k].abs_diff(c[k]));
+            }
+        }
+    }
+    assert!(worst <= 1, "largest difference {worst}");
+}
+
+#[test]
+fn batch_takes_the_designer_flags_too() {
+    let input = tempfile::tempdir().unwrap();
+    fs::copy(
+        fixture("photos/coffee.jpg"),
+        input.path().join("coffee.jpg"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = cli()
+        .arg("batch")
+        .arg(input.path())
+        .arg("-o")
+        .arg(out.path())
+        .args([
+            "--crop-margin",
+            "40px",
+            "--canvas",
+            "4:5",
+            "--model",
+            "isnet-imgly-small",
+        ])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let (w, h) = image::image_dimensions(out.path().join("coffee.png")).unwrap();
+    // 4:5 to the pixel (the longer side is rounded up).
+    assert!(
+        (i64::from(w) * 5 - i64::from(h) * 4).abs() < 5,
+        "{w}x{h} is not 4:5"
+    );
+    let bad = cli()
+        .args(["batch", "x", "-o", "y", "--canvas", "wide"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).1.contains("is not a canvas"), "{}", text(&bad).1);
+}

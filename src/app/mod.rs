@@ -236,20 +236,25 @@ impl DesktopApp {
         else {
             return;
         };
-        let mut settings = self.batch.settings.clone();
-        settings.model = self.model.clone();
+        let settings = self.batch.settings.clone();
         let wake_ctx = self.ctx.clone();
-        let handle = crate::engine::batch::BatchHandle::spawn(
+        let (handle, job) = crate::engine::batch::BatchHandle::new(
             crate::engine::batch::BatchRequest {
-                dirs: self.dirs.clone(),
-                session: SessionOptions::default(),
                 input,
                 output,
                 settings,
             },
             Arc::new(move || wake_ctx.request_repaint()),
         );
-        self.batch.run = Some(BatchRun::new(handle));
+        // The workspace's worker runs it: one ONNX session for both.
+        if self.worker.start_batch(job) {
+            self.batch.run = Some(BatchRun::new(handle));
+        } else {
+            self.notices.push(Notice {
+                text: "a batch is already starting".into(),
+                is_error: true,
+            });
+        }
     }
 
     fn batch_page(&mut self, ui: &mut egui::Ui) {

@@ -26,6 +26,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         pattern: args.pattern.clone(),
         if_exists: args.if_exists,
         model: engine.model.id.clone(),
+        finish: args.finish.settings()?,
     };
     let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
     let skipped = plan.skipped_summary();

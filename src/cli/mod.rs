@@ -92,7 +92,69 @@ pub struct RemoveArgs {
     #[arg(long, default_value = "#ffffff")]
     pub bg: Rgb8,
     #[command(flatten)]
+    pub finish: FinishArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// Edge work and layout, the same as the app's export settings.
+#[derive(Debug, Args, Clone)]
+pub struct FinishArgs {
+    /// Refine the uncertain edge band at full resolution from the photo.
+    #[arg(long)]
+    pub refine: bool,
+    /// Grow (positive) or shrink (negative) the edge by PX pixels.
+    #[arg(
+        long,
+        value_name = "PX",
+        allow_hyphen_values = true,
+        default_value_t = 0
+    )]
+    pub shift: i32,
+    /// Soft edge radius in pixels.
+    #[arg(long, value_name = "PX", default_value_t = 0.0)]
+    pub feather: f32,
+    /// Rebuild edge colours without the old background's tint.
+    #[arg(long)]
+    pub despill: bool,
+    /// Crop to the subject with this margin: 5% (of its longer side) or 40px.
+    #[arg(long, value_name = "MARGIN")]
+    pub crop_margin: Option<backgrounderase::engine::layout::Margin>,
+    /// original, a ratio such as 1:1 or 4:5 (subject centred), or WxH such as 1200x1500.
+    #[arg(long, default_value = "original")]
+    pub canvas: backgrounderase::engine::layout::Canvas,
+    /// A soft drop shadow under the subject.
+    #[arg(long)]
+    pub shadow: bool,
+}
+
+impl FinishArgs {
+    pub fn settings(&self) -> anyhow::Result<backgrounderase::engine::finish::FinishSettings> {
+        use backgrounderase::engine::{finish, layout, refine};
+        anyhow::ensure!(
+            self.feather.is_finite() && (0.0..=500.0).contains(&self.feather),
+            "--feather takes 0 to 500 pixels, not {}",
+            self.feather
+        );
+        anyhow::ensure!(
+            self.shift.abs() <= 500,
+            "--shift takes -500 to 500 pixels, not {}",
+            self.shift
+        );
+        Ok(finish::FinishSettings {
+            edges: refine::EdgeSettings {
+                refine: self.refine,
+                shift: self.shift,
+                feather: self.feather,
+                despill: self.despill,
+            },
+            layout: layout::LayoutSettings {
+                crop_margin: self.crop_margin,
+                canvas: self.canvas,
+                shadow: self.shadow.then(layout::Shadow::default),
+            },
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +192,8 @@ pub struct BatchArgs {
     /// Print per-stage totals and peak memory at the end.
     #[arg(long)]
     pub stats: bool,
+    #[command(flatten)]
+    pub finish: FinishArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

@@ -28,6 +28,7 @@ pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
             background: args.bg,
             ..Default::default()
         },
+        finish: args.finish.settings()?,
         ..Default::default()
     };
 

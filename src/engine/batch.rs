@@ -78,7 +78,7 @@ impl Shard {
 }
 
 /// What a batch produces and how it names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchSettings {
     pub include_subfolders: bool,
     /// Recreate the input's folder tree in the output folder.
@@ -91,6 +91,8 @@ pub struct BatchSettings {
     pub if_exists: IfExists,
     /// Catalog id of the model (part of what a finished output depends on).
     pub model: String,
+    /// Edge work, crop, canvas and shadow.
+    pub finish: super::finish::FinishSettings,
 }
 
 impl Default for BatchSettings {
@@ -102,6 +104,7 @@ impl Default for BatchSettings {
             background: Rgb8::default(),
             pattern: "{name}.{ext}".into(),
             if_exists: IfExists::Skip,
+            finish: Default::default(),
             model: String::new(),
         }
     }
@@ -111,12 +114,18 @@ impl BatchSettings {
     /// What an output depends on: a change means finished work is redone.
     fn fingerprint(&self) -> String {
         let key = format!(
-            "{}|{}|{:?}|{}|{}",
+            "{}|{}|{:?}|{}|{}{}",
             self.model,
             self.format.extension(),
             self.background.0,
             self.pattern,
-            self.mirror
+            self.mirror,
+            // Absent when nothing is set, so earlier manifests stay valid.
+            if self.finish.is_identity() {
+                String::new()
+            } else {
+                format!("|{:?}", self.finish)
+            }
         );
         let digest = Sha256::digest(key.as_bytes());
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -497,6 +506,7 @@ pub fn run(
             background: settings.background,
             ..Default::default()
         },
+        finish: settings.finish,
         ..Default::default()
     };
     let fingerprint = settings.fingerprint();
@@ -551,76 +561,86 @@ pub enum BatchUpdate {
     Failed(String),
 }
 
-/// A batch on its own thread, which owns the engine it loads: control it
-/// with [`BatchHandle::control`], read its news with [`BatchHandle::poll`].
+/// The app's view of a batch that runs on the inference worker (the one
+/// owner of the ONNX session): control it with [`BatchHandle::control`],
+/// read its news with [`BatchHandle::poll`].
 pub struct BatchHandle {
     pub control: std::sync::Arc<Control>,
     updates: crossbeam_channel::Receiver<BatchUpdate>,
-    _thread: std::thread::JoinHandle<()>,
 }
 
-/// Everything a batch thread needs.
+/// What the batch is asked to do.
 #[derive(Debug, Clone)]
 pub struct BatchRequest {
-    pub dirs: crate::paths::AppDirs,
-    pub session: super::inference::SessionOptions,
     pub input: PathBuf,
     pub output: PathBuf,
     pub settings: BatchSettings,
 }
 
+/// The worker's half: run it with the worker's engine.
+pub struct BatchJob {
+    request: BatchRequest,
+    control: std::sync::Arc<Control>,
+    updates: crossbeam_channel::Sender<BatchUpdate>,
+    wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+}
+
 impl BatchHandle {
-    /// Starts the batch; `wake` is called after every update.
-    pub fn spawn(request: BatchRequest, wake: std::sync::Arc<dyn Fn() + Send + Sync>) -> Self {
+    /// A handle and the job to hand to the worker; `wake` is called after
+    /// every update.
+    pub fn new(
+        request: BatchRequest,
+        wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    ) -> (Self, BatchJob) {
         let control = std::sync::Arc::new(Control::default());
         // Bounded: a stalled reader slows the batch instead of growing memory.
         let (tx, updates) = crossbeam_channel::bounded(64);
-        let thread_control = control.clone();
-        let thread = std::thread::Builder::new()
-            .name("batch".into())
-            .spawn(move || {
-                let send = |update| {
-                    let _ = tx.send(update);
-                    wake();
-                };
-                let catalog = crate::catalog::ModelCatalog::builtin();
-                let mut engine = match Engine::load(
-                    &request.dirs,
-                    &catalog,
-                    Some(&request.settings.model),
-                    &request.session,
-                ) {
-                    Ok(engine) => engine,
-                    Err(e) => return send(BatchUpdate::Failed(e.to_string())),
-                };
-                let plan = match plan(&request.input, &request.output, &request.settings, None) {
-                    Ok(plan) => plan,
-                    Err(e) => return send(BatchUpdate::Failed(e.to_string())),
-                };
-                send(BatchUpdate::Planned(plan.clone()));
-                let result = run(
-                    &mut engine,
-                    &plan,
-                    &request.output,
-                    &request.settings,
-                    &thread_control,
-                    |event| send(BatchUpdate::Event(event)),
-                );
-                send(match result {
-                    Ok(summary) => BatchUpdate::Finished(summary),
-                    Err(e) => BatchUpdate::Failed(e.to_string()),
-                });
-            })
-            .expect("spawn batch thread");
-        Self {
-            control,
-            updates,
-            _thread: thread,
-        }
+        let job = BatchJob {
+            request,
+            control: control.clone(),
+            updates: tx,
+            wake,
+        };
+        (Self { control, updates }, job)
     }
 
     pub fn poll(&self) -> Vec<BatchUpdate> {
         self.updates.try_iter().collect()
+    }
+}
+
+impl BatchJob {
+    fn send(&self, update: BatchUpdate) {
+        let _ = self.updates.send(update);
+        (self.wake)();
+    }
+
+    /// The whole batch with `engine` (its model is the batch's model).
+    pub fn run(mut self, engine: &mut Engine) {
+        self.request.settings.model = engine.model.id.clone();
+        let request = &self.request;
+        let plan = match plan(&request.input, &request.output, &request.settings, None) {
+            Ok(plan) => plan,
+            Err(e) => return self.send(BatchUpdate::Failed(e.to_string())),
+        };
+        self.send(BatchUpdate::Planned(plan.clone()));
+        let result = run(
+            engine,
+            &plan,
+            &request.output,
+            &request.settings,
+            &self.control,
+            |event| self.send(BatchUpdate::Event(event)),
+        );
+        self.send(match result {
+            Ok(summary) => BatchUpdate::Finished(summary),
+            Err(e) => BatchUpdate::Failed(e.to_string()),
+        });
+    }
+
+    /// When there is no engine to run it with.
+    pub fn fail(self, reason: String) {
+        self.send(BatchUpdate::Failed(reason));
     }
 }
 

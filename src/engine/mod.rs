@@ -5,10 +5,13 @@ pub mod batch;
 pub mod composite;
 pub mod decode;
 pub mod encode;
+pub mod finish;
 pub mod inference;
+pub mod layout;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod refine;
 pub mod upcast;
 
 use std::path::PathBuf;

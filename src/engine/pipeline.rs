@@ -19,6 +19,7 @@ use image::RgbaImage;
 use crate::catalog::PostProcess;
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::encode::{EncodeOptions, encode_result, write_atomically};
+use crate::engine::finish::{self, FinishSettings};
 use crate::engine::inference::ModelOutput;
 use crate::engine::preprocess::ModelInput;
 use crate::engine::{Engine, StageTimes};
@@ -64,6 +65,8 @@ pub struct Job {
 pub struct PipelineOptions {
     pub encode: EncodeOptions,
     pub limits: DecodeLimits,
+    /// Edge work, crop, canvas and shadow, as in the app's export.
+    pub finish: FinishSettings,
 }
 
 /// What became of one job.
@@ -208,6 +211,7 @@ fn finish(
     let job = &jobs[index];
     let t = Instant::now();
     let mask = postprocessor.alpha_mask(&output, post, image.width(), image.height());
+    let (image, mask) = finish::render(&image, &mask, &[], &options.finish);
     times.postprocess = t.elapsed();
     let t = Instant::now();
     let written = encode_result(&image, &mask, &options.encode, &job.output)

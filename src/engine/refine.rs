@@ -1,0 +1,593 @@
+//! Designer edits on a mask, shared by the app's export, batch and the CLI
+//! so that all three give the same pixels: erase/restore brush strokes,
+//! guided-filter refinement of the uncertain edge band, shift (grow or
+//! shrink), feather, and colour decontamination of edge pixels.
+//!
+//! Order (fixed, so a stroke means the same thing whatever else is set):
+//! model mask → refine → strokes → shift → feather; decontamination then
+//! uses the final mask.
+
+use image::{GrayImage, RgbaImage};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrushMode {
+    /// Paints transparency.
+    Erase,
+    /// Paints the photo back (full opacity).
+    Restore,
+}
+
+/// One brush stroke in image pixels. Strokes are kept as vectors, not
+/// pixels: small to store, replayed exactly, independent of display size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stroke {
+    pub mode: BrushMode,
+    /// Radius in image pixels.
+    pub radius: f32,
+    /// 1: a hard disc; 0: soft from the centre out.
+    pub hardness: f32,
+    /// The path, in image pixel coordinates (pixel centres at +0.5).
+    pub points: Vec<[f32; 2]>,
+}
+
+impl Stroke {
+    /// How strongly the stroke covers the pixel centre at distance `d`
+    /// from its path: 1 inside `radius × hardness`, a smoothstep down to 0
+    /// at `radius`.
+    fn weight(&self, d: f32) -> f32 {
+        let r = self.radius.max(0.5);
+        let inner = r * self.hardness.clamp(0.0, 1.0);
+        if d <= inner {
+            1.0
+        } else if d >= r {
+            0.0
+        } else {
+            let t = (r - d) / (r - inner);
+            t * t * (3.0 - 2.0 * t)
+        }
+    }
+
+    /// The pixels the stroke can touch: `(x0, y0, x1, y1)`, exclusive ends.
+    pub fn bounds(&self, width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
+        let r = self.radius.max(0.5);
+        let (mut x0, mut y0, mut x1, mut y1) = (f32::MAX, f32::MAX, f32::MIN, f32::MIN);
+        for [x, y] in &self.points {
+            x0 = x0.min(x - r);
+            y0 = y0.min(y - r);
+            x1 = x1.max(x + r);
+            y1 = y1.max(y + r);
+        }
+        let clamp_w = |v: f32| v.clamp(0.0, width as f32) as u32;
+        let clamp_h = |v: f32| v.clamp(0.0, height as f32) as u32;
+        let b = (
+            clamp_w(x0.floor()),
+            clamp_h(y0.floor()),
+            clamp_w(x1.ceil() + 1.0),
+            clamp_h(y1.ceil() + 1.0),
+        );
+        (b.0 < b.2 && b.1 < b.3).then_some(b)
+    }
+
+    /// Paints the stroke into `mask`. Erase lowers a pixel to `1 − weight`,
+    /// restore raises it to `weight`; pixels the stroke does not reach keep
+    /// their value bit for bit.
+    pub fn apply(&self, mask: &mut GrayImage) {
+        let (w, h) = mask.dimensions();
+        let Some((x0, y0, x1, y1)) = self.bounds(w, h) else {
+            return;
+        };
+        let bw = (x1 - x0) as usize;
+        // Strongest weight per pixel over all segments.
+        let mut cover = vec![0f32; bw * (y1 - y0) as usize];
+        let r = self.radius.max(0.5);
+        let segments: Vec<([f32; 2], [f32; 2])> = match self.points.len() {
+            0 => return,
+            1 => vec![(self.points[0], self.points[0])],
+            _ => self.points.windows(2).map(|p| (p[0], p[1])).collect(),
+        };
+        for (a, b) in segments {
+            let sx0 = ((a[0].min(b[0]) - r).floor().max(x0 as f32)) as u32;
+            let sy0 = ((a[1].min(b[1]) - r).floor().max(y0 as f32)) as u32;
+            let sx1 = ((a[0].max(b[0]) + r).ceil() + 1.0).min(x1 as f32) as u32;
+            let sy1 = ((a[1].max(b[1]) + r).ceil() + 1.0).min(y1 as f32) as u32;
+            for y in sy0..sy1 {
+                for x in sx0..sx1 {
+                    let p = [x as f32 + 0.5, y as f32 + 0.5];
+                    let weight = self.weight(distance_to_segment(p, a, b));
+                    let c = &mut cover[(y - y0) as usize * bw + (x - x0) as usize];
+                    *c = c.max(weight);
+                }
+            }
+        }
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let weight = cover[(y - y0) as usize * bw + (x - x0) as usize];
+                if weight <= 0.0 {
+                    continue;
+                }
+                let level = (weight * 255.0).round() as u8;
+                let px = &mut mask.get_pixel_mut(x, y)[0];
+                *px = match self.mode {
+                    BrushMode::Erase => (*px).min(255 - level),
+                    BrushMode::Restore => (*px).max(level),
+                };
+            }
+        }
+    }
+}
+
+fn distance_to_segment(p: [f32; 2], a: [f32; 2], b: [f32; 2]) -> f32 {
+    let (abx, aby) = (b[0] - a[0], b[1] - a[1]);
+    let (apx, apy) = (p[0] - a[0], p[1] - a[1]);
+    let len2 = abx * abx + aby * aby;
+    let t = if len2 > 0.0 {
+        ((apx * abx + apy * aby) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let (dx, dy) = (apx - t * abx, apy - t * aby);
+    (dx * dx + dy * dy).sqrt()
+}
+
+/// Edge settings, all off by default.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EdgeSettings {
+    /// Guided-filter refinement of the uncertain edge band, driven by the photo.
+    pub refine: bool,
+    /// Grow (> 0) or shrink (< 0) the edge, in pixels.
+    pub shift: i32,
+    /// Soft edge radius in pixels (0: off).
+    pub feather: f32,
+    /// Colour decontamination: rebuild edge colours without the old
+    /// background's tint (green screens, dark backdrops).
+    pub despill: bool,
+}
+
+impl EdgeSettings {
+    pub fn is_identity(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The mask after refinement, strokes, shift and feather (in that order).
+pub fn finish_mask(
+    image: &RgbaImage,
+    model_mask: &GrayImage,
+    strokes: &[Stroke],
+    edges: &EdgeSettings,
+) -> GrayImage {
+    let mut mask = if edges.refine {
+        refine(image, model_mask)
+    } else {
+        model_mask.clone()
+    };
+    for stroke in strokes {
+        stroke.apply(&mut mask);
+    }
+    if edges.shift != 0 {
+        mask = shift(&mask, edges.shift);
+    }
+    if edges.feather > 0.0 {
+        mask = feather(&mask, edges.feather);
+    }
+    mask
+}
+
+/// Grows (`pixels > 0`) or shrinks the mask: a greyscale dilation or
+/// erosion with a square of side `2|pixels| + 1`, which keeps soft edges soft.
+pub fn shift(mask: &GrayImage, pixels: i32) -> GrayImage {
+    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    let r = pixels.unsigned_abs() as usize;
+    let grow = pixels > 0;
+    let mut rows = vec![0u8; w * h];
+    for y in 0..h {
+        let src = &mask.as_raw()[y * w..(y + 1) * w];
+        sliding_extreme(src, &mut rows[y * w..(y + 1) * w], r, grow);
+    }
+    let mut out = vec![0u8; w * h];
+    let mut column = vec![0u8; h];
+    let mut result = vec![0u8; h];
+    for x in 0..w {
+        for y in 0..h {
+            column[y] = rows[y * w + x];
+        }
+        sliding_extreme(&column, &mut result, r, grow);
+        for y in 0..h {
+            out[y * w + x] = result[y];
+        }
+    }
+    GrayImage::from_raw(w as u32, h as u32, out).expect("same size")
+}
+
+/// Max (or min) over the window `[i − r, i + r]`, with a monotonic deque:
+/// O(n) whatever the radius.
+fn sliding_extreme(src: &[u8], dst: &mut [u8], r: usize, max: bool) {
+    let n = src.len();
+    let better = |a: u8, b: u8| if max { a >= b } else { a <= b };
+    let mut deque = std::collections::VecDeque::<usize>::new();
+    let mut next = 0;
+    for (i, out) in dst.iter_mut().enumerate().take(n) {
+        let hi = (i + r).min(n - 1);
+        while next <= hi {
+            while let Some(&back) = deque.back() {
+                if better(src[next], src[back]) {
+                    deque.pop_back();
+                } else {
+                    break;
+                }
+            }
+            deque.push_back(next);
+            next += 1;
+        }
+        let lo = i.saturating_sub(r);
+        while let Some(&front) = deque.front() {
+            if front < lo {
+                deque.pop_front();
+            } else {
+                break;
+            }
+        }
+        *out = src[*deque.front().expect("window is never empty")];
+    }
+}
+
+/// A soft edge: three box blurs (close to a Gaussian) whose combined reach
+/// is `radius` pixels.
+pub fn feather(mask: &GrayImage, radius: f32) -> GrayImage {
+    let (w, h) = mask.dimensions();
+    let box_radius = ((radius / 3.0).round() as usize).max(1);
+    let mut plane: Vec<f32> = mask.as_raw().iter().map(|&v| f32::from(v)).collect();
+    for _ in 0..3 {
+        plane = box_blur(&plane, w as usize, h as usize, box_radius);
+    }
+    to_gray(&plane, w, h, 1.0)
+}
+
+fn to_gray(plane: &[f32], w: u32, h: u32, scale: f32) -> GrayImage {
+    let data = plane
+        .iter()
+        .map(|v| (v * scale).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    GrayImage::from_raw(w, h, data).expect("same size")
+}
+
+/// Mean over a `(2r + 1)²` window, edges clamped; O(n) with running sums,
+/// rows then columns (the column pass walks rows in order, for the cache).
+pub fn box_blur(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
+    let mut horizontal = vec![0f32; w * h];
+    let norm = 1.0 / (2 * r + 1) as f32;
+    for y in 0..h {
+        let row = &src[y * w..(y + 1) * w];
+        let at = |i: isize| row[i.clamp(0, w as isize - 1) as usize];
+        let mut sum: f32 = (-(r as isize)..=r as isize).map(at).sum();
+        for x in 0..w {
+            horizontal[y * w + x] = sum * norm;
+            sum += at(x as isize + r as isize + 1) - at(x as isize - r as isize);
+        }
+    }
+    let mut out = vec![0f32; w * h];
+    let mut sums = vec![0f32; w];
+    let row_at = |y: isize| y.clamp(0, h as isize - 1) as usize * w;
+    for dy in -(r as isize)..=r as isize {
+        let start = row_at(dy);
+        for (s, v) in sums.iter_mut().zip(&horizontal[start..start + w]) {
+            *s += v;
+        }
+    }
+    for y in 0..h {
+        for (o, s) in out[y * w..(y + 1) * w].iter_mut().zip(&sums) {
+            *o = s * norm;
+        }
+        let add = row_at(y as isize + r as isize + 1);
+        let remove = row_at(y as isize - r as isize);
+        for x in 0..w {
+            sums[x] += horizontal[add + x] - horizontal[remove + x];
+        }
+    }
+    out
+}
+
+/// Window radius for the guided filter and decontamination: about 1/300 of
+/// the longer side (8 px at 2560), since the model's mask is ≈ 1024 px
+/// across and its edge blur grows with the upscale.
+fn edge_radius(w: u32, h: u32) -> usize {
+    ((w.max(h) as f32 / 300.0).round() as usize).clamp(2, 32)
+}
+
+/// The model's mask is made at about 1024² and scaled up, so at full
+/// resolution its edges are blurred by about the upscale factor (a mask of
+/// a 1920×1440 photo has twice as many soft pixels as the true alpha).
+/// Refinement undoes that in the uncertain band: the soft ramp is steepened
+/// by the upscale factor around α = ½, then a small guided filter driven by
+/// the photo's luminance snaps it to the photo's own edges. Clearly inside
+/// and clearly outside stay exactly as the model said.
+pub fn refine(image: &RgbaImage, mask: &GrayImage) -> GrayImage {
+    let (w, h) = mask.dimensions();
+    let k = (w.max(h) as f32 / MODEL_SIDE).clamp(1.0, 3.0);
+    let steep = GrayImage::from_fn(w, h, |x, y| {
+        let a = f32::from(mask.get_pixel(x, y)[0]) / 255.0;
+        image::Luma([(((a - 0.5) * k + 0.5).clamp(0.0, 1.0) * 255.0).round() as u8])
+    });
+    guided_refine(image, &steep, 1, 1e-2)
+}
+
+/// The side of the square the catalog's default models see.
+const MODEL_SIDE: f32 = 1024.0;
+
+/// A guided filter (He et al.) of the mask with the photo's luminance as
+/// guide, kept only where the model is unsure within the window.
+pub fn guided_refine(image: &RgbaImage, mask: &GrayImage, r: usize, eps: f32) -> GrayImage {
+    let (w, h) = mask.dimensions();
+    let (wu, hu) = (w as usize, h as usize);
+    let guide: Vec<f32> = image
+        .pixels()
+        .map(|p| {
+            (0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])) / 255.0
+        })
+        .collect();
+    let p: Vec<f32> = mask
+        .as_raw()
+        .iter()
+        .map(|&v| f32::from(v) / 255.0)
+        .collect();
+    let mean_i = box_blur(&guide, wu, hu, r);
+    let mean_p = box_blur(&p, wu, hu, r);
+    let ii: Vec<f32> = guide.iter().map(|v| v * v).collect();
+    let ip: Vec<f32> = guide.iter().zip(&p).map(|(a, b)| a * b).collect();
+    let corr_ii = box_blur(&ii, wu, hu, r);
+    let corr_ip = box_blur(&ip, wu, hu, r);
+    let mut a = vec![0f32; wu * hu];
+    let mut b = vec![0f32; wu * hu];
+    for k in 0..wu * hu {
+        let var = corr_ii[k] - mean_i[k] * mean_i[k];
+        let cov = corr_ip[k] - mean_i[k] * mean_p[k];
+        a[k] = cov / (var + eps);
+        b[k] = mean_p[k] - a[k] * mean_i[k];
+    }
+    let mean_a = box_blur(&a, wu, hu, r);
+    let mean_b = box_blur(&b, wu, hu, r);
+    let mut out = mask.clone();
+    for (k, px) in out.as_mut().iter_mut().enumerate() {
+        let m = mean_p[k];
+        if m > 0.002 && m < 0.998 {
+            let q = mean_a[k] * guide[k] + mean_b[k];
+            *px = (q * 255.0).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+/// Edge colours without the old background: where the mask is partial, the
+/// photo is `α·F + (1 − α)·B`; B is estimated from nearby background
+/// pixels and F solved for, falling back to nearby foreground colour where
+/// α is too small for the division to be stable. Full-alpha pixels keep
+/// their colour bit for bit.
+pub fn decontaminate(image: &RgbaImage, mask: &GrayImage) -> RgbaImage {
+    let (w, h) = image.dimensions();
+    let (wu, hu) = (w as usize, h as usize);
+    let r = (edge_radius(w, h) * 3).max(6);
+    let alpha: Vec<f32> = mask
+        .as_raw()
+        .iter()
+        .map(|&v| f32::from(v) / 255.0)
+        .collect();
+    // Only nearly pure pixels describe "the" background and foreground.
+    let wb: Vec<f32> = alpha
+        .iter()
+        .map(|&a| f32::from(u8::from(a < 0.04)))
+        .collect();
+    let wf: Vec<f32> = alpha
+        .iter()
+        .map(|&a| f32::from(u8::from(a > 0.96)))
+        .collect();
+    let sum_wb = box_blur(&wb, wu, hu, r);
+    let sum_wf = box_blur(&wf, wu, hu, r);
+    let mut out = image.clone();
+    let edge: Vec<bool> = mask.as_raw().iter().map(|&v| v > 0 && v < 255).collect();
+    if !edge.iter().any(|&e| e) {
+        return out;
+    }
+    for c in 0..3 {
+        let channel: Vec<f32> = image.pixels().map(|p| f32::from(p[c])).collect();
+        let bg: Vec<f32> = channel.iter().zip(&wb).map(|(v, w)| v * w).collect();
+        let fg: Vec<f32> = channel.iter().zip(&wf).map(|(v, w)| v * w).collect();
+        let bg = box_blur(&bg, wu, hu, r);
+        let fg = box_blur(&fg, wu, hu, r);
+        for (k, px) in out.pixels_mut().enumerate() {
+            if !edge[k] {
+                continue;
+            }
+            let a = alpha[k];
+            let local_fg = if sum_wf[k] > 1e-6 {
+                fg[k] / sum_wf[k]
+            } else {
+                channel[k]
+            };
+            let local_bg = if sum_wb[k] > 1e-6 {
+                bg[k] / sum_wb[k]
+            } else {
+                channel[k]
+            };
+            let solved = ((channel[k] - (1.0 - a) * local_bg) / a.max(1e-3)).clamp(0.0, 255.0);
+            // Trust the solution as α grows; below ≈ 0.3 lean on the neighbours.
+            let t = ((a - 0.05) / 0.25).clamp(0.0, 1.0);
+            let t = t * t * (3.0 - 2.0 * t);
+            px[c] = (local_fg * (1.0 - t) + solved * t)
+                .round()
+                .clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Luma, Rgba};
+
+    fn stroke(mode: BrushMode, radius: f32, hardness: f32, points: &[[f32; 2]]) -> Stroke {
+        Stroke {
+            mode,
+            radius,
+            hardness,
+            points: points.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_hard_restore_stroke_changes_exactly_the_pixels_within_its_radius() {
+        let mut mask = GrayImage::new(64, 48);
+        let s = stroke(BrushMode::Restore, 6.0, 1.0, &[[10.0, 10.0], [40.0, 30.0]]);
+        let before = mask.clone();
+        s.apply(&mut mask);
+        for (x, y, px) in mask.enumerate_pixels() {
+            let d =
+                distance_to_segment([x as f32 + 0.5, y as f32 + 0.5], [10.0, 10.0], [40.0, 30.0]);
+            let touched = d <= 6.0;
+            assert_eq!(
+                px[0] != before.get_pixel(x, y)[0],
+                touched,
+                "({x}, {y}) d={d}"
+            );
+            if touched {
+                assert_eq!(px[0], 255);
+            }
+        }
+    }
+
+    #[test]
+    fn erase_only_lowers_and_restore_only_raises() {
+        let mut mask = GrayImage::from_pixel(32, 32, Luma([128]));
+        stroke(BrushMode::Erase, 8.0, 0.3, &[[16.0, 16.0]]).apply(&mut mask);
+        assert_eq!(mask.get_pixel(16, 16)[0], 0);
+        assert!(mask.pixels().all(|p| p[0] <= 128));
+        assert_eq!(mask.get_pixel(0, 0)[0], 128, "outside the brush");
+        let mut mask = GrayImage::from_pixel(32, 32, Luma([128]));
+        stroke(BrushMode::Restore, 8.0, 0.3, &[[16.0, 16.0]]).apply(&mut mask);
+        assert!(mask.pixels().all(|p| p[0] >= 128));
+        // Soft brush: a gradient between the hard core and the rim.
+        let mid = mask.get_pixel(16 + 3, 16)[0];
+        assert!(mid > 128 && mid < 255, "{mid}");
+    }
+
+    #[test]
+    fn strokes_off_the_image_are_harmless() {
+        let mut mask = GrayImage::new(10, 10);
+        stroke(
+            BrushMode::Restore,
+            3.0,
+            1.0,
+            &[[-50.0, -50.0], [-40.0, -60.0]],
+        )
+        .apply(&mut mask);
+        stroke(BrushMode::Restore, 3.0, 1.0, &[]).apply(&mut mask);
+        assert!(mask.pixels().all(|p| p[0] == 0));
+    }
+
+    #[test]
+    fn shift_grows_and_shrinks_a_square_by_the_given_pixels() {
+        let mut mask = GrayImage::new(40, 40);
+        for y in 10..30 {
+            for x in 10..30 {
+                mask.put_pixel(x, y, Luma([255]));
+            }
+        }
+        let count = |m: &GrayImage| m.pixels().filter(|p| p[0] == 255).count();
+        assert_eq!(count(&shift(&mask, 3)), 26 * 26);
+        assert_eq!(count(&shift(&mask, -3)), 14 * 14);
+        assert_eq!(shift(&mask, 0), mask);
+    }
+
+    #[test]
+    fn feather_softens_an_edge_but_keeps_the_inside_and_far_outside() {
+        let mut mask = GrayImage::new(60, 20);
+        for y in 0..20 {
+            for x in 0..30 {
+                mask.put_pixel(x, y, Luma([255]));
+            }
+        }
+        let soft = feather(&mask, 6.0);
+        assert_eq!(soft.get_pixel(5, 10)[0], 255);
+        assert_eq!(soft.get_pixel(55, 10)[0], 0);
+        let edge = soft.get_pixel(30, 10)[0];
+        assert!(edge > 60 && edge < 190, "{edge}");
+    }
+
+    #[test]
+    fn box_blur_of_a_constant_is_the_constant() {
+        let plane = vec![7.0f32; 13 * 9];
+        let out = box_blur(&plane, 13, 9, 4);
+        assert!(out.iter().all(|v| (v - 7.0).abs() < 1e-4));
+    }
+
+    #[test]
+    fn decontamination_removes_a_green_halo() {
+        // A red disc composited on green with a soft 6 px edge.
+        let (w, h) = (80u32, 80u32);
+        let mut mask = GrayImage::new(w, h);
+        let mut image = RgbaImage::new(w, h);
+        for (x, y, px) in image.enumerate_pixels_mut() {
+            let d = ((x as f32 - 40.0).powi(2) + (y as f32 - 40.0).powi(2)).sqrt();
+            let a = ((25.0 - d) / 6.0 + 0.5).clamp(0.0, 1.0);
+            mask.put_pixel(x, y, Luma([(a * 255.0).round() as u8]));
+            let fg = [200.0, 30.0, 40.0];
+            let bg = [20.0, 220.0, 30.0];
+            let c = |i: usize| (a * fg[i] + (1.0 - a) * bg[i]).round() as u8;
+            *px = Rgba([c(0), c(1), c(2), 255]);
+        }
+        let clean = decontaminate(&image, &mask);
+        let green = |img: &RgbaImage| {
+            let (mut sum, mut n) = (0.0, 0);
+            for (k, px) in img.pixels().enumerate() {
+                let a = mask.as_raw()[k];
+                if a > 25 && a < 230 {
+                    sum += f64::from(px[1]);
+                    n += 1;
+                }
+            }
+            sum / f64::from(n)
+        };
+        let (before, after) = (green(&image), green(&clean));
+        assert!(
+            after < 45.0 && before > 90.0,
+            "green at the edge: {before:.1} → {after:.1}"
+        );
+        // Inside the subject nothing changes.
+        assert_eq!(clean.get_pixel(40, 40), image.get_pixel(40, 40));
+    }
+
+    #[test]
+    fn refine_pulls_an_upscaled_soft_edge_towards_the_photo_edge() {
+        // A 3072 px wide photo (3× the model's side) with a sharp edge at
+        // x = 1536, and the mask's edge blurred over ±6 px as an upscale does.
+        let (w, h) = (3072u32, 6u32);
+        let image = RgbaImage::from_fn(w, h, |x, _| {
+            if x < 1536 {
+                Rgba([230, 200, 40, 255])
+            } else {
+                Rgba([20, 40, 120, 255])
+            }
+        });
+        let blurred = GrayImage::from_fn(w, h, |x, _| {
+            Luma([(((1542.0 - x as f32) / 12.0).clamp(0.0, 1.0) * 255.0) as u8])
+        });
+        let truth = |x: u32| if x < 1536 { 255.0 } else { 0.0 };
+        let error = |m: &GrayImage| {
+            (0..w)
+                .map(|x| (f32::from(m.get_pixel(x, 3)[0]) - truth(x)).abs())
+                .sum::<f32>()
+        };
+        let refined = refine(&image, &blurred);
+        assert!(
+            error(&refined) < error(&blurred) * 0.5,
+            "{} vs {}",
+            error(&refined),
+            error(&blurred)
+        );
+        // Far from the edge nothing moves.
+        assert_eq!(refined.get_pixel(100, 3), blurred.get_pixel(100, 3));
+        assert_eq!(refined.get_pixel(3000, 3), blurred.get_pixel(3000, 3));
+    }
+}
