@@ -275,6 +275,34 @@ impl Compositor {
         })
     }
 
+    /// Rewrites the mask texture in place (a brush stroke, an edge setting):
+    /// same size, so the bind group stays.
+    pub fn write_mask(&self, queue: &wgpu::Queue, layer: &GpuLayer, mask: &GrayImage) {
+        let (w, h) = mask.dimensions();
+        if (w, h) != layer.size {
+            return;
+        }
+        queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &layer.mask,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            mask.as_raw(),
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(w),
+                rows_per_image: Some(h),
+            },
+            wgpu::Extent3d {
+                width: w,
+                height: h,
+                depth_or_array_layers: 1,
+            },
+        );
+    }
+
     /// Replaces the background texture (a new picture, or a blur).
     pub fn set_background_texture(
         &self,

@@ -539,3 +539,132 @@ fn batch_panel_runs_pauses_resumes_cancels_and_reports_failures() {
     harness.step();
     harness.get_by_label_contains("Finished:");
 }
+
+/// The editor: paint a stroke with the restore brush, undo it (Ctrl/Cmd+Z:
+/// the mask is back bit for bit), redo it (Shift+Ctrl/Cmd+Z); the export
+/// carries the stroke; then the 1:1 canvas preset changes the exported size.
+#[test]
+fn restore_brush_undo_redo_and_canvas_preset() {
+    use backgrounderase::engine::layout::Canvas;
+    let (home, mut harness) = app_harness();
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(fixture("photos/coffee.jpg"))));
+    harness.step();
+    step_until(&mut harness, "the result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    let model_mask = harness.state().workspace.items[0]
+        .display_mask()
+        .unwrap()
+        .as_ref()
+        .clone();
+
+    harness.get_by_label("Restore").click();
+    harness.step();
+    // A stroke over the upper left of the photo (background there).
+    let canvas = harness.get_by_label("Compare before and after").rect();
+    let from = canvas.center() - egui::vec2(canvas.width() * 0.25, canvas.height() * 0.3);
+    let to = from + egui::vec2(canvas.width() * 0.15, 0.0);
+    harness.drag_at(from);
+    harness.step();
+    harness.hover_at(from + egui::vec2(10.0, 0.0));
+    harness.step();
+    harness.hover_at(to);
+    harness.step();
+    harness.drop_at(to);
+    harness.step();
+    step_until(&mut harness, "the stroke", |app| {
+        let item = &app.workspace.items[0];
+        item.strokes.len() == 1 && item.edited_preview_mask.is_some()
+    });
+    let painted = harness.state().workspace.items[0]
+        .display_mask()
+        .unwrap()
+        .as_ref()
+        .clone();
+    let changed = painted
+        .pixels()
+        .zip(model_mask.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(changed > 100, "the stroke changed {changed} pixels");
+    assert!(
+        painted
+            .pixels()
+            .zip(model_mask.pixels())
+            .all(|(a, b)| a[0] >= b[0]),
+        "restore only raises the mask"
+    );
+    let out = home.path().join("out");
+    harness
+        .state_mut()
+        .export_selected_to(out.join("painted.png"));
+    step_until(&mut harness, "the export", |app| exported_notices(app) >= 1);
+
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    step_until(&mut harness, "undo", |app| {
+        let item = &app.workspace.items[0];
+        item.strokes.is_empty() && item.redo.len() == 1
+    });
+    let undone = harness.state().workspace.items[0]
+        .display_mask()
+        .unwrap()
+        .as_ref()
+        .clone();
+    assert!(
+        undone == model_mask,
+        "undo restores the model's mask bit for bit"
+    );
+
+    harness.key_press_modifiers(
+        egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
+        egui::Key::Z,
+    );
+    step_until(&mut harness, "redo", |app| {
+        let item = &app.workspace.items[0];
+        item.strokes.len() == 1 && item.edited_preview_mask.is_some()
+    });
+    let redone = harness.state().workspace.items[0]
+        .display_mask()
+        .unwrap()
+        .as_ref()
+        .clone();
+    assert!(redone == painted, "redo paints the same pixels again");
+
+    // The export has the stroke: more opaque pixels than the model's cut-out.
+    harness
+        .state_mut()
+        .export_selected_to(out.join("plain-check.png"));
+    step_until(&mut harness, "the export", |app| exported_notices(app) >= 2);
+    let opaque = |p: &Path| {
+        image::open(p)
+            .unwrap()
+            .to_rgba8()
+            .pixels()
+            .filter(|px| px[3] > 128)
+            .count()
+    };
+    let (w, h) = image::image_dimensions(out.join("painted.png")).unwrap();
+    let model_opaque = model_mask.pixels().filter(|p| p[0] > 128).count() as f64
+        / model_mask.len() as f64
+        * f64::from(w * h);
+    assert!(opaque(&out.join("painted.png")) as f64 > model_opaque * 1.01);
+
+    // Canvas preset 1:1 from the inspector: the export becomes square.
+    assert_ne!(w, h, "coffee.jpg is not square");
+    harness.get_by_label("Canvas").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("1:1 square").click();
+    harness.step();
+    assert_eq!(harness.state().finish.layout.canvas, Canvas::Ratio(1, 1));
+    harness
+        .state_mut()
+        .export_selected_to(out.join("square.png"));
+    step_until(&mut harness, "the export", |app| exported_notices(app) >= 3);
+    let (sw, sh) = image::image_dimensions(out.join("square.png")).unwrap();
+    assert_eq!(sw, sh, "{sw}x{sh}");
+    assert_eq!(sw, w.max(h), "the smallest square around the whole photo");
+}

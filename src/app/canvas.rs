@@ -110,6 +110,8 @@ pub struct Textures {
     /// The picture or blur background at preview size (CPU fallback only).
     pub background: Option<(u64, TextureHandle)>,
     pub size: Vec2,
+    /// The `Item::mask_version` the cut-out texture shows.
+    pub mask_version: u64,
 }
 
 pub struct CanvasView {
@@ -119,8 +121,17 @@ pub struct CanvasView {
     pub zoom: Option<f32>,
     pub pan: Vec2,
     pub background: Background,
+    pub brush: super::editor::BrushTool,
     /// Whether the current drag moves the divider (else it pans).
     dragging_divider: bool,
+}
+
+/// What happened on the canvas that the app must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanvasEvent {
+    None,
+    /// A brush stroke was finished (it is in `item.active_stroke`).
+    StrokeFinished,
 }
 
 impl Default for CanvasView {
@@ -130,6 +141,7 @@ impl Default for CanvasView {
             zoom: None,
             pan: Vec2::ZERO,
             background: Background::Transparent,
+            brush: Default::default(),
             dragging_divider: false,
         }
     }
@@ -141,7 +153,8 @@ impl CanvasView {
         ui: &mut egui::Ui,
         item: &mut Item,
         render_state: Option<&egui_wgpu::RenderState>,
-    ) {
+    ) -> CanvasEvent {
+        let mut event = CanvasEvent::None;
         ui.horizontal(|ui| {
             if ui
                 .selectable_label(self.zoom.is_none(), "Fit")
@@ -187,7 +200,7 @@ impl CanvasView {
                     ui.spinner();
                 }
             });
-            return;
+            return event;
         };
 
         let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::click_and_drag());
@@ -217,12 +230,15 @@ impl CanvasView {
             .interact_pointer_pos()
             .or(response.hover_pos())
             .is_some_and(|p| (p.x - divider_x).abs() < 12.0);
-        if response.drag_started() {
+        let painting = self.brush.mode.is_some() && item.mask.is_some();
+        if painting {
+            event = self.paint(ui, &response, image_rect, size, item);
+        } else if response.drag_started() {
             // Judge by where the press began: by now the pointer has moved.
             let origin = ui.input(|i| i.pointer.press_origin());
             self.dragging_divider = origin.is_some_and(|p| (p.x - divider_x).abs() < 12.0);
         }
-        if response.dragged() {
+        if response.dragged() && !painting {
             if self.dragging_divider {
                 if let Some(p) = response.interact_pointer_pos() {
                     self.split = ((p.x - image_rect.left()) / image_rect.width()).clamp(0.0, 1.0);
@@ -245,7 +261,14 @@ impl CanvasView {
             let bg = preview_background
                 .as_ref()
                 .map(|(k, img)| (*k, img.as_ref()));
-            sync_layer(rs, item.id, preview, item.preview_mask.as_deref(), bg)
+            sync_layer(
+                rs,
+                item.id,
+                preview,
+                item.display_mask().map(|m| m.as_ref()),
+                item.mask_version,
+                bg,
+            )
         });
         if on_gpu {
             painter.add(egui_wgpu::Callback::new_paint_callback(
@@ -283,8 +306,79 @@ impl CanvasView {
             Color32::from_rgb(47, 111, 222),
             Stroke::new(2.0, Color32::WHITE),
         );
-        response
-            .on_hover_text("Drag the divider to compare; drag elsewhere to pan; scroll to zoom");
+        if painting {
+            if let Some(p) = response.hover_pos() {
+                let r = self.brush.radius;
+                painter.circle_stroke(p, r, Stroke::new(1.5, Color32::WHITE));
+                painter.circle_stroke(p, r + 1.5, Stroke::new(1.0, Color32::BLACK));
+            }
+        } else {
+            response.on_hover_text(
+                "Drag the divider to compare; drag elsewhere to pan; scroll to zoom",
+            );
+        }
+        event
+    }
+
+    /// Brush painting: the stroke grows in image pixels on `item`, and each
+    /// new segment is painted into the displayed mask at once (strokes are
+    /// min/max stamps, so painting segment by segment equals painting the
+    /// whole stroke).
+    fn paint(
+        &mut self,
+        ui: &egui::Ui,
+        response: &egui::Response,
+        image_rect: Rect,
+        preview_size: Vec2,
+        item: &mut Item,
+    ) -> CanvasEvent {
+        let (Some(mode), Some(scale)) = (self.brush.mode, item.preview_scale()) else {
+            return CanvasEvent::None;
+        };
+        let to_image = |p: Pos2| {
+            let preview = (p - image_rect.min) / image_rect.size() * preview_size;
+            [preview.x / scale, preview.y / scale]
+        };
+        if response.drag_started() || response.clicked() {
+            let radius_points = self.brush.radius;
+            // Screen points → image pixels at the current zoom.
+            let radius = radius_points / image_rect.width() * preview_size.x / scale;
+            item.active_stroke = Some(crate::engine::refine::Stroke {
+                mode,
+                radius,
+                hardness: self.brush.hardness,
+                points: Vec::new(),
+            });
+        }
+        if let (Some(stroke), Some(p)) =
+            (item.active_stroke.as_mut(), response.interact_pointer_pos())
+        {
+            let point = to_image(p);
+            if stroke.points.last() != Some(&point) {
+                stroke.points.push(point);
+                let n = stroke.points.len();
+                let segment = crate::engine::refine::Stroke {
+                    points: stroke.points[n.saturating_sub(2)..].to_vec(),
+                    ..stroke.clone()
+                };
+                // Taken, not cloned: the edited mask is then copied only once.
+                let base = item
+                    .edited_preview_mask
+                    .take()
+                    .or_else(|| item.preview_mask.clone());
+                if let Some(mut mask) = base {
+                    super::editor::scaled_stroke(&segment, scale)
+                        .apply(std::sync::Arc::make_mut(&mut mask));
+                    item.edited_preview_mask = Some(mask);
+                    item.mask_version += 1;
+                    ui.ctx().request_repaint();
+                }
+            }
+        }
+        if response.drag_stopped() || response.clicked() {
+            return CanvasEvent::StrokeFinished;
+        }
+        CanvasEvent::None
     }
 }
 
@@ -366,13 +460,16 @@ impl CanvasView {
 
 /// Builds (once) the display textures from the worker's preview pixels.
 fn textures_for<'a>(ctx: &egui::Context, item: &'a mut Item) -> Option<&'a Textures> {
-    let needs_cutout =
-        item.preview_mask.is_some() && item.textures.as_ref().is_some_and(|t| t.cutout.is_none());
+    let needs_cutout = item.display_mask().is_some()
+        && item
+            .textures
+            .as_ref()
+            .is_some_and(|t| t.cutout.is_none() || t.mask_version != item.mask_version);
     if item.textures.is_none() || needs_cutout {
         let preview = item.preview.as_ref()?;
         let size = [preview.width() as usize, preview.height() as usize];
         let original = ColorImage::from_rgba_unmultiplied(size, preview.as_raw());
-        let cutout = item.preview_mask.as_ref().map(|mask| {
+        let cutout = item.display_mask().map(|mask| {
             let rgba = crate::engine::composite::cutout(preview, mask);
             ctx.load_texture(
                 format!("cutout-{}", item.id),
@@ -389,6 +486,7 @@ fn textures_for<'a>(ctx: &egui::Context, item: &'a mut Item) -> Option<&'a Textu
             cutout,
             background: None,
             size: vec2(size[0] as f32, size[1] as f32),
+            mask_version: item.mask_version,
         });
     }
     item.textures.as_ref()

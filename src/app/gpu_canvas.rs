@@ -21,6 +21,8 @@ pub struct GpuCanvas {
 struct LayerState {
     layer: GpuLayer,
     has_mask: bool,
+    /// Which edit of the mask the texture holds.
+    mask_version: u64,
     /// Which picture the background texture holds now.
     background_key: Option<u64>,
 }
@@ -51,6 +53,7 @@ pub fn sync_layer(
     id: ImageId,
     preview: &RgbaImage,
     preview_mask: Option<&GrayImage>,
+    mask_version: u64,
     background: Option<(u64, &RgbaImage)>,
 ) -> bool {
     let mut renderer = render_state.renderer.write();
@@ -79,6 +82,7 @@ pub fn sync_layer(
                     LayerState {
                         layer,
                         has_mask: preview_mask.is_some(),
+                        mask_version,
                         background_key: None,
                     },
                 );
@@ -88,6 +92,12 @@ pub fn sync_layer(
     }
     let compositor = canvas.compositor.clone();
     let state = canvas.layers.get_mut(&id).expect("inserted above");
+    if let Some(mask) = preview_mask
+        && state.mask_version != mask_version
+    {
+        compositor.write_mask(queue, &state.layer, mask);
+        state.mask_version = mask_version;
+    }
     if let Some((key, picture)) = background
         && state.background_key != Some(key)
     {

@@ -6,6 +6,7 @@
 mod account;
 mod batch_panel;
 mod canvas;
+mod editor;
 mod frame_probe;
 mod gpu_canvas;
 mod workspace;
@@ -23,6 +24,7 @@ use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::encode::{
     EncodeOptions, OutputFormat, Rgb8, encode_composited, encode_result, write_atomically,
 };
+use crate::engine::finish::{self, FinishSettings};
 use crate::engine::inference::SessionOptions;
 use crate::gpu::Compositor;
 use crate::paths::AppDirs;
@@ -34,13 +36,17 @@ use crate::privacy::writer::{StoreJob, StoreReport, StoreWriter};
 use crate::worker::{Event, ImageId, ImageSource, KnownMask, Worker, WorkerConfig};
 pub use account::CONSENT_LABEL;
 pub use batch_panel::{BatchPanel, BatchRun, FileState};
-pub use canvas::{Background, BackgroundAction, CanvasView};
+pub use canvas::{Background, BackgroundAction, CanvasEvent, CanvasView};
+pub use editor::{BrushTool, EditAction};
 pub use workspace::{Item, Status, Workspace};
 
 pub const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
 pub const PASTE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::V);
 pub const COPY: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::C);
 pub const EXPORT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
+pub const UNDO: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z);
+pub const REDO: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::Z);
 
 /// Image file extensions offered by the open dialog and accepted from folders.
 pub use crate::engine::decode::IMAGE_EXTENSIONS;
@@ -103,6 +109,8 @@ pub struct DesktopApp {
     pub engine: EngineStatus,
     pub view: CanvasView,
     pub format: OutputFormat,
+    /// Edge, crop, canvas and shadow settings for exports.
+    pub finish: FinishSettings,
     pub notices: Vec<Notice>,
     pub last_inference: Option<Duration>,
     pub batch: BatchPanel,
@@ -123,6 +131,13 @@ enum TaskResult {
     /// A result was exported or copied: the user's final version.
     Delivered(ImageId),
     Picture(Result<image::RgbaImage, String>),
+    /// A recomputed preview mask (strokes and edge settings) for an item,
+    /// valid if the item's mask has not changed since `version`.
+    PreviewMask {
+        id: ImageId,
+        version: u64,
+        mask: image::GrayImage,
+    },
 }
 
 impl DesktopApp {
@@ -214,6 +229,7 @@ impl DesktopApp {
             engine: EngineStatus::Loading,
             view: CanvasView::default(),
             format: OutputFormat::Png,
+            finish: FinishSettings::default(),
             notices,
             last_inference: None,
             batch: BatchPanel::default(),
@@ -368,6 +384,17 @@ impl DesktopApp {
         let (Some(original), Some(mask)) = (item.original.clone(), item.mask.clone()) else {
             return;
         };
+        // The user's final mask: their strokes and edge settings included.
+        let mask = if item.strokes.is_empty() && self.finish.edges.is_identity() {
+            mask
+        } else {
+            Arc::new(crate::engine::refine::finish_mask(
+                &original,
+                &mask,
+                &item.strokes,
+                &self.finish.edges,
+            ))
+        };
         let model = self
             .saved
             .get(&id)
@@ -463,6 +490,7 @@ impl DesktopApp {
                 } => {
                     self.last_inference = Some(inference);
                     self.workspace.finished(id, mask.clone(), preview_mask);
+                    self.refresh_preview(id);
                     if let Some(item) = self.workspace.items.iter().find(|i| i.id == id)
                         && let Some(original) = item.original.clone()
                     {
@@ -482,7 +510,10 @@ impl DesktopApp {
                     id,
                     mask,
                     preview_mask,
-                } => self.workspace.finished(id, mask, preview_mask),
+                } => {
+                    self.workspace.finished(id, mask, preview_mask);
+                    self.refresh_preview(id);
+                }
                 Event::Failed { id, message } => self.workspace.fail(id, message),
                 Event::Cancelled { id } => self.workspace.set_status(id, Status::Cancelled),
             }
@@ -515,6 +546,14 @@ impl DesktopApp {
             match result {
                 TaskResult::Notice(n) => self.notices.push(n),
                 TaskResult::Delivered(id) => self.delivered(id),
+                TaskResult::PreviewMask { id, version, mask } => {
+                    if let Some(item) = self.workspace.get_mut(id)
+                        && item.mask_version == version
+                    {
+                        item.edited_preview_mask = Some(Arc::new(mask));
+                        item.mask_version += 1;
+                    }
+                }
                 TaskResult::Picture(Ok(image)) => {
                     self.next_picture_key += 1;
                     self.view.background = Background::Picture {
@@ -556,6 +595,8 @@ impl DesktopApp {
             return;
         };
         let image_id = item.id;
+        let strokes = item.strokes.clone();
+        let finish = self.finish;
         let format = self.format;
         let background = self.view.background.clone();
         let gpu = self
@@ -566,6 +607,7 @@ impl DesktopApp {
         let tx = self.tasks_tx.clone();
         let ctx = self.ctx.clone();
         std::thread::spawn(move || {
+            let (image, mask) = finish::render(&image, &mask, &strokes, &finish);
             let result = export(&image, &mask, format, &background, gpu, &path)
                 .and_then(|bytes| write_atomically(&path, &bytes));
             let notice = match result {
@@ -647,6 +689,84 @@ impl DesktopApp {
         }
     }
 
+    /// Files the stroke just painted on the selected image.
+    fn commit_stroke(&mut self) {
+        let Some(item) = self.workspace.selected_mut() else {
+            return;
+        };
+        let Some(stroke) = item.active_stroke.take() else {
+            return;
+        };
+        if stroke.points.is_empty() {
+            return;
+        }
+        item.strokes.push(stroke);
+        item.redo.clear();
+        let id = item.id;
+        self.refresh_preview(id);
+    }
+
+    /// Undo, redo, reset, or new settings, on the selected image.
+    pub fn edit(&mut self, action: EditAction) {
+        let Some(item) = self.workspace.selected_mut() else {
+            return;
+        };
+        match action {
+            EditAction::None => return,
+            EditAction::Undo => match item.strokes.pop() {
+                Some(stroke) => item.redo.push(stroke),
+                None => return,
+            },
+            EditAction::Redo => match item.redo.pop() {
+                Some(stroke) => item.strokes.push(stroke),
+                None => return,
+            },
+            EditAction::Reset => {
+                item.strokes.clear();
+                item.redo.clear();
+            }
+            EditAction::SettingsChanged => {
+                let ids: Vec<ImageId> = self.workspace.items.iter().map(|i| i.id).collect();
+                for id in ids {
+                    self.refresh_preview(id);
+                }
+                return;
+            }
+        }
+        let id = item.id;
+        self.refresh_preview(id);
+    }
+
+    /// Recomputes the displayed mask of `id` from the model's preview mask,
+    /// the strokes and the edge settings, on a short-lived thread.
+    fn refresh_preview(&mut self, id: ImageId) {
+        let edges = self.finish.edges;
+        let Some(item) = self.workspace.get_mut(id) else {
+            return;
+        };
+        item.mask_version += 1;
+        if item.strokes.is_empty() && edges.is_identity() {
+            item.edited_preview_mask = None;
+            return;
+        }
+        let (Some(preview), Some(mask), Some(scale)) = (
+            item.preview.clone(),
+            item.preview_mask.clone(),
+            item.preview_scale(),
+        ) else {
+            return;
+        };
+        let strokes = item.strokes.clone();
+        let version = item.mask_version;
+        let tx = self.tasks_tx.clone();
+        let ctx = self.ctx.clone();
+        std::thread::spawn(move || {
+            let mask = editor::preview_mask(&preview, &mask, &strokes, &edges, scale);
+            let _ = tx.send(TaskResult::PreviewMask { id, version, mask });
+            ctx.request_repaint();
+        });
+    }
+
     fn copy_result(&mut self) {
         let Some(item) = self.workspace.selected() else {
             return;
@@ -654,7 +774,8 @@ impl DesktopApp {
         let (Some(image), Some(mask)) = (&item.original, &item.mask) else {
             return;
         };
-        let cut = crate::engine::composite::cutout(image, mask);
+        let (image, mask) = finish::render(image, mask, &item.strokes, &self.finish);
+        let cut = crate::engine::composite::cutout(&image, &mask);
         let data = arboard::ImageData {
             width: cut.width() as usize,
             height: cut.height() as usize,
@@ -700,6 +821,12 @@ impl DesktopApp {
         }
         if ui.input_mut(|i| i.consume_shortcut(&EXPORT)) {
             self.export_dialog();
+        }
+        // Redo first: Cmd+Z alone would also match Shift+Cmd+Z.
+        if ui.input_mut(|i| i.consume_shortcut(&REDO)) {
+            self.edit(EditAction::Redo);
+        } else if ui.input_mut(|i| i.consume_shortcut(&UNDO)) {
+            self.edit(EditAction::Undo);
         }
         // Paste and copy arrive as events when a text field has no focus.
         let (paste, copy) = ui.input(|i| {
@@ -792,6 +919,18 @@ impl DesktopApp {
                 None => self.dialog_unavailable_hint(),
             }
         }
+        ui.add_space(8.0);
+        let (can_undo, can_redo) = self.workspace.selected().map_or((false, false), |i| {
+            (!i.strokes.is_empty(), !i.redo.is_empty())
+        });
+        let action = editor::editor_ui(
+            ui,
+            &mut self.view.brush,
+            &mut self.finish,
+            can_undo,
+            can_redo,
+        );
+        self.edit(action);
         ui.add_space(8.0);
         egui::ComboBox::from_label("Export format")
             .selected_text(self.format.to_string())
@@ -961,14 +1100,22 @@ impl eframe::App for DesktopApp {
             });
         egui::Panel::right("inspector")
             .default_size(220.0)
-            .show(ui, |ui| self.inspector(ui));
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.inspector(ui));
+            });
         if !self.notices.is_empty() {
             egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
         }
         egui::CentralPanel::default().show(ui, |ui| {
             let hovering = ui.input(|i| !i.raw.hovered_files.is_empty());
             match self.workspace.selected_mut() {
-                Some(item) => self.view.ui(ui, item, self.render_state.as_ref()),
+                Some(item) => {
+                    if self.view.ui(ui, item, self.render_state.as_ref())
+                        == CanvasEvent::StrokeFinished
+                    {
+                        self.commit_stroke();
+                    }
+                }
                 None => canvas::empty_state(ui, hovering),
             }
         });

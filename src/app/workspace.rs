@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use image::{GrayImage, RgbaImage};
 
+use crate::engine::refine::Stroke;
 use crate::worker::ImageId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,31 @@ pub struct Item {
     pub preview_background: Option<(u64, Arc<RgbaImage>)>,
     /// Display textures, made on first draw from the pixels above.
     pub textures: Option<super::canvas::Textures>,
+    /// Brush strokes on the mask, oldest first (image pixels); undone
+    /// strokes wait in `redo` until a new stroke clears them.
+    pub strokes: Vec<Stroke>,
+    pub redo: Vec<Stroke>,
+    /// The stroke being painted now.
+    pub active_stroke: Option<Stroke>,
+    /// The preview mask with strokes and edge settings, when any are set.
+    pub edited_preview_mask: Option<Arc<GrayImage>>,
+    /// Counts changes of the displayed mask, so textures follow them.
+    pub mask_version: u64,
+}
+
+impl Item {
+    /// The mask shown on the canvas.
+    pub fn display_mask(&self) -> Option<&Arc<GrayImage>> {
+        self.edited_preview_mask
+            .as_ref()
+            .or(self.preview_mask.as_ref())
+    }
+
+    /// Preview pixels per image pixel.
+    pub fn preview_scale(&self) -> Option<f32> {
+        let (o, p) = (self.original.as_ref()?, self.preview.as_ref()?);
+        Some(p.width() as f32 / o.width() as f32)
+    }
 }
 
 #[derive(Default)]
@@ -65,6 +91,11 @@ impl Workspace {
             preview_mask: None,
             preview_background: None,
             textures: None,
+            strokes: Vec::new(),
+            redo: Vec::new(),
+            active_stroke: None,
+            edited_preview_mask: None,
+            mask_version: 0,
         });
         if self.selected.is_none() {
             self.selected = Some(self.items.len() - 1);
@@ -106,6 +137,8 @@ impl Workspace {
         if let Some(item) = self.get_mut(id) {
             item.mask = Some(mask);
             item.preview_mask = Some(preview_mask);
+            item.edited_preview_mask = None;
+            item.mask_version += 1;
             item.status = Status::Done;
             item.textures = None;
         }

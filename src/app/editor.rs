@@ -1,0 +1,207 @@
+//! The editor's controls: the erase/restore brush, edge settings, crop,
+//! canvas and shadow. The pixel work is the engine's (`engine::refine`,
+//! `engine::finish`); this module holds widget state and the preview maths.
+
+use image::{GrayImage, RgbaImage};
+
+use crate::engine::finish::FinishSettings;
+use crate::engine::layout::{Canvas, Margin, Shadow};
+use crate::engine::refine::{self, BrushMode, EdgeSettings, Stroke};
+
+/// The brush as set in the inspector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BrushTool {
+    /// `None`: dragging the canvas pans and moves the divider.
+    pub mode: Option<BrushMode>,
+    /// Radius in screen points (converted to image pixels per stroke).
+    pub radius: f32,
+    pub hardness: f32,
+}
+
+impl Default for BrushTool {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            radius: 20.0,
+            hardness: 0.7,
+        }
+    }
+}
+
+/// What the editor asks of the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditAction {
+    None,
+    Undo,
+    Redo,
+    Reset,
+    /// Edge, crop, canvas or shadow settings changed.
+    SettingsChanged,
+}
+
+/// The brush and edge controls; `can_undo`/`can_redo` enable the buttons.
+pub fn editor_ui(
+    ui: &mut egui::Ui,
+    brush: &mut BrushTool,
+    finish: &mut FinishSettings,
+    can_undo: bool,
+    can_redo: bool,
+) -> EditAction {
+    let mut action = EditAction::None;
+    ui.label("Brush");
+    ui.horizontal(|ui| {
+        for (mode, label, hint) in [
+            (None, "Off", "Drag to pan and compare"),
+            (Some(BrushMode::Erase), "Erase", "Paint transparency"),
+            (Some(BrushMode::Restore), "Restore", "Paint the photo back"),
+        ] {
+            if ui
+                .selectable_label(brush.mode == mode, label)
+                .on_hover_text(hint)
+                .clicked()
+            {
+                brush.mode = mode;
+            }
+        }
+    });
+    ui.add(egui::Slider::new(&mut brush.radius, 2.0..=150.0).text("size"));
+    ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("hardness"));
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(can_undo, egui::Button::new("Undo"))
+            .on_hover_text("Ctrl/Cmd+Z")
+            .clicked()
+        {
+            action = EditAction::Undo;
+        }
+        if ui
+            .add_enabled(can_redo, egui::Button::new("Redo"))
+            .on_hover_text("Shift+Ctrl/Cmd+Z")
+            .clicked()
+        {
+            action = EditAction::Redo;
+        }
+        if ui
+            .add_enabled(can_undo || can_redo, egui::Button::new("Reset"))
+            .on_hover_text("Back to the model's mask")
+            .clicked()
+        {
+            action = EditAction::Reset;
+        }
+    });
+
+    ui.add_space(6.0);
+    ui.label("Edges");
+    let before = *finish;
+    let edges = &mut finish.edges;
+    ui.checkbox(&mut edges.refine, "Refine edges")
+        .on_hover_text("Rebuild the uncertain edge band at full resolution from the photo");
+    ui.add(egui::Slider::new(&mut edges.shift, -20..=20).text("shift px"));
+    ui.add(egui::Slider::new(&mut edges.feather, 0.0..=40.0).text("feather px"));
+    ui.checkbox(&mut edges.despill, "Remove colour spill")
+        .on_hover_text("Edge colours without the old background's tint (applied on export)");
+
+    ui.add_space(6.0);
+    ui.label("Layout (applied on export)");
+    let layout = &mut finish.layout;
+    let mut crop = layout.crop_margin.is_some();
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut crop, "Crop to subject");
+        if crop {
+            let mut percent = match layout.crop_margin {
+                Some(Margin::Percent(p)) => p,
+                _ => 5.0,
+            };
+            ui.add(
+                egui::DragValue::new(&mut percent)
+                    .range(0.0..=100.0)
+                    .suffix(" %"),
+            );
+            layout.crop_margin = Some(Margin::Percent(percent));
+        } else {
+            layout.crop_margin = None;
+        }
+    });
+    egui::ComboBox::from_label("Canvas")
+        .selected_text(layout.canvas.to_string())
+        .show_ui(ui, |ui| {
+            for (canvas, label) in [
+                (Canvas::Original, "original"),
+                (Canvas::Ratio(1, 1), "1:1 square"),
+                (Canvas::Ratio(4, 5), "4:5"),
+                (Canvas::Size(2000, 2000), "2000×2000"),
+            ] {
+                ui.selectable_value(&mut layout.canvas, canvas, label);
+            }
+        });
+    let mut shadow = layout.shadow.is_some();
+    ui.checkbox(&mut shadow, "Drop shadow");
+    if shadow {
+        let s = layout.shadow.get_or_insert_with(Shadow::default);
+        ui.add(egui::Slider::new(&mut s.offset[1], -100..=100).text("offset px"));
+        ui.add(egui::Slider::new(&mut s.blur, 0.0..=100.0).text("blur px"));
+        ui.add(egui::Slider::new(&mut s.opacity, 0.0..=1.0).text("opacity"));
+    } else {
+        layout.shadow = None;
+    }
+    if *finish != before && action == EditAction::None {
+        action = EditAction::SettingsChanged;
+    }
+    action
+}
+
+/// `stroke` in preview pixels (`scale` = preview width / image width).
+pub fn scaled_stroke(stroke: &Stroke, scale: f32) -> Stroke {
+    Stroke {
+        mode: stroke.mode,
+        radius: stroke.radius * scale,
+        hardness: stroke.hardness,
+        points: stroke
+            .points
+            .iter()
+            .map(|[x, y]| [x * scale, y * scale])
+            .collect(),
+    }
+}
+
+/// The preview mask with the strokes and edge settings, at preview size
+/// (distances scaled). Decontamination and layout are export-only.
+pub fn preview_mask(
+    preview: &RgbaImage,
+    model_preview_mask: &GrayImage,
+    strokes: &[Stroke],
+    edges: &EdgeSettings,
+    scale: f32,
+) -> GrayImage {
+    let strokes: Vec<Stroke> = strokes.iter().map(|s| scaled_stroke(s, scale)).collect();
+    let edges = EdgeSettings {
+        shift: (edges.shift as f32 * scale).round() as i32,
+        feather: edges.feather * scale,
+        despill: false,
+        ..*edges
+    };
+    refine::finish_mask(preview, model_preview_mask, &strokes, &edges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Luma;
+
+    #[test]
+    fn a_preview_of_strokes_at_scale_one_is_the_export_mask() {
+        let preview = RgbaImage::new(40, 30);
+        let mask = GrayImage::from_pixel(40, 30, Luma([0]));
+        let stroke = Stroke {
+            mode: BrushMode::Restore,
+            radius: 5.0,
+            hardness: 0.5,
+            points: vec![[10.0, 10.0], [30.0, 20.0]],
+        };
+        let edges = EdgeSettings::default();
+        let preview_mask =
+            preview_mask(&preview, &mask, std::slice::from_ref(&stroke), &edges, 1.0);
+        let full = refine::finish_mask(&preview, &mask, &[stroke], &edges);
+        assert_eq!(preview_mask, full);
+    }
+}
