@@ -546,7 +546,9 @@ fn batch_panel_runs_pauses_resumes_cancels_and_reports_failures() {
 #[test]
 fn restore_brush_undo_redo_and_canvas_preset() {
     use backgrounderase::engine::layout::Canvas;
-    let (home, mut harness) = app_harness();
+    use backgrounderase::privacy::recent;
+    let (home, dirs) = fresh_profile();
+    let mut harness = harness_for(&dirs);
     harness
         .input_mut()
         .dropped_files
@@ -633,11 +635,35 @@ fn restore_brush_undo_redo_and_canvas_preset() {
         .clone();
     assert!(redone == painted, "redo paints the same pixels again");
 
+    // The stroke is kept with the image in the retention store and comes
+    // back with it when the app is reopened.
+    step_until(&mut harness, "the stroke kept in the store", |app| {
+        let store = &app.privacy.as_ref().unwrap().store;
+        recent::load_workspace(store)
+            .first()
+            .is_some_and(|saved| saved.strokes.len() == 1)
+    });
+    drop(harness);
+    let mut harness = harness_for(&dirs);
+    harness.step();
+    step_until(&mut harness, "the image and its stroke back", |app| {
+        app.workspace.items.first().is_some_and(|item| {
+            item.status == Status::Done
+                && item.strokes.len() == 1
+                && item.edited_preview_mask.is_some()
+        })
+    });
+    let reopened = harness.state().workspace.items[0]
+        .display_mask()
+        .unwrap()
+        .as_ref()
+        .clone();
+    assert!(
+        reopened == painted,
+        "the reopened image shows the same edit"
+    );
+
     // The export has the stroke: more opaque pixels than the model's cut-out.
-    harness
-        .state_mut()
-        .export_selected_to(out.join("plain-check.png"));
-    step_until(&mut harness, "the export", |app| exported_notices(app) >= 2);
     let opaque = |p: &Path| {
         image::open(p)
             .unwrap()
@@ -663,7 +689,7 @@ fn restore_brush_undo_redo_and_canvas_preset() {
     harness
         .state_mut()
         .export_selected_to(out.join("square.png"));
-    step_until(&mut harness, "the export", |app| exported_notices(app) >= 3);
+    step_until(&mut harness, "the export", |app| exported_notices(app) >= 1);
     let (sw, sh) = image::image_dimensions(out.join("square.png")).unwrap();
     assert_eq!(sw, sh, "{sw}x{sh}");
     assert_eq!(sw, w.max(h), "the smallest square around the whole photo");

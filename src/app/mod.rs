@@ -350,6 +350,9 @@ impl DesktopApp {
                 (None, None) => continue,
             };
             let id = self.workspace.add(saved.name.clone(), saved.path.clone());
+            if let Some(item) = self.workspace.get_mut(id) {
+                item.strokes = saved.strokes.clone();
+            }
             let known = KnownMask {
                 store: store.clone(),
                 item: saved.mask_item,
@@ -359,6 +362,22 @@ impl DesktopApp {
                 self.workspace.fail(id, "too many images waiting".into());
             }
         }
+    }
+
+    /// Writes the workspace list (with each image's strokes) to the store,
+    /// where it obeys the same 24-hour rule as everything else.
+    fn save_workspace_list(&mut self) {
+        let list: Vec<SavedResult> = self
+            .workspace
+            .items
+            .iter()
+            .filter_map(|i| {
+                let mut saved = self.saved.get(&i.id).cloned()?;
+                saved.strokes.clone_from(&i.strokes);
+                Some(saved)
+            })
+            .collect();
+        self.submit_store_job(StoreJob::SaveWorkspace(list));
     }
 
     fn submit_store_job(&mut self, job: StoreJob) {
@@ -527,13 +546,7 @@ impl DesktopApp {
             match report {
                 StoreReport::Saved { image_id, result } => {
                     self.saved.insert(image_id, result);
-                    let list: Vec<SavedResult> = self
-                        .workspace
-                        .items
-                        .iter()
-                        .filter_map(|i| self.saved.get(&i.id).cloned())
-                        .collect();
-                    self.submit_store_job(StoreJob::SaveWorkspace(list));
+                    self.save_workspace_list();
                 }
                 StoreReport::Queued { .. } | StoreReport::Swept(_) => {}
                 StoreReport::Failed(text) => self.notices.push(Notice {
@@ -704,6 +717,7 @@ impl DesktopApp {
         item.redo.clear();
         let id = item.id;
         self.refresh_preview(id);
+        self.save_workspace_list();
     }
 
     /// Undo, redo, reset, or new settings, on the selected image.
@@ -735,6 +749,7 @@ impl DesktopApp {
         }
         let id = item.id;
         self.refresh_preview(id);
+        self.save_workspace_list();
     }
 
     /// Recomputes the displayed mask of `id` from the model's preview mask,

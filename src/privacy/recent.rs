@@ -15,7 +15,7 @@ use crate::engine::encode::{plain_png_gray, plain_png_rgba};
 const WORKSPACE_VERSION: u32 = 1;
 
 /// One finished image as the next start finds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedResult {
     pub name: String,
     /// The file it came from; `None` for a paste.
@@ -24,6 +24,9 @@ pub struct SavedResult {
     pub original_item: Option<u64>,
     pub mask_item: u64,
     pub model: String,
+    /// The user's brush strokes on the mask (image pixels), oldest first.
+    #[serde(default)]
+    pub strokes: Vec<crate::engine::refine::Stroke>,
 }
 
 impl SavedResult {
@@ -95,6 +98,8 @@ pub fn save_result(
         original_item,
         mask_item,
         model: model.to_string(),
+        // Strokes belong to the image, whichever model made the mask.
+        strokes: replaces.map(|r| r.strokes.clone()).unwrap_or_default(),
     })
 }
 

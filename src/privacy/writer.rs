@@ -37,7 +37,7 @@ pub enum StoreJob {
     Sweep,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StoreReport {
     Saved { image_id: u64, result: SavedResult },
     Queued { label: String },
