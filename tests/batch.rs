@@ -218,3 +218,72 @@ fn manifest_recorded(output: &Path, path: &Path) -> bool {
         .unwrap_or_default()
         .contains(&format!("\"output\":\"{name}\""))
 }
+
+/// Brush edits made in the app travel with a batch over the same files: the
+/// edited image's output carries the stroke, the other does not, and a
+/// re-run after changing the edit redoes that image only.
+#[test]
+fn a_batch_uses_the_apps_brush_edits_for_those_files() {
+    use backgrounderase::engine::batch::{self, BatchSettings};
+    use backgrounderase::engine::pipeline::Control;
+    use backgrounderase::engine::refine::{BrushMode, Stroke};
+
+    let input = tempfile::tempdir().unwrap();
+    copy("photos/coffee.jpg", input.path(), "edited.jpg");
+    copy("photos/coffee.jpg", input.path(), "plain.jpg");
+    let out = tempfile::tempdir().unwrap();
+    let edited = input.path().join("edited.jpg").canonicalize().unwrap();
+    // Restore the top-left corner (background in this photo).
+    let stroke = Stroke {
+        mode: BrushMode::Restore,
+        radius: 30.0,
+        hardness: 1.0,
+        points: vec![[35.0, 35.0]],
+    };
+    let mut engine = common::engine();
+    let mut settings = BatchSettings {
+        model: engine.model.id.clone(),
+        ..Default::default()
+    };
+    settings.edits.insert(edited.clone(), vec![stroke.clone()]);
+    let run = |engine: &mut backgrounderase::engine::Engine, settings: &BatchSettings| {
+        let plan = batch::plan(input.path(), out.path(), settings, None).unwrap();
+        let todo = plan.jobs.len();
+        let summary = batch::run(
+            engine,
+            &plan,
+            out.path(),
+            settings,
+            &Control::default(),
+            |_| {},
+        )
+        .unwrap();
+        assert!(summary.failures.is_empty(), "{:?}", summary.failures);
+        todo
+    };
+    assert_eq!(run(&mut engine, &settings), 2);
+    let corner = |name: &str| {
+        image::open(out.path().join(name))
+            .unwrap()
+            .to_rgba8()
+            .get_pixel(35, 35)[3]
+    };
+    assert_eq!(
+        corner("edited.png"),
+        255,
+        "the stroke is in the edited image's output"
+    );
+    assert!(corner("plain.png") < 32, "the other image is untouched");
+
+    // Same settings and edits: nothing to redo. A changed edit: that image only.
+    assert_eq!(run(&mut engine, &settings), 0);
+    settings.edits.insert(
+        edited,
+        vec![Stroke {
+            radius: 40.0,
+            ..stroke
+        }],
+    );
+    settings.if_exists = batch::IfExists::Overwrite;
+    assert_eq!(run(&mut engine, &settings), 1);
+}

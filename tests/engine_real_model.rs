@@ -28,6 +28,7 @@ fn cutouts_keep_the_exact_input_size_and_real_alpha() {
         .map(|(i, input)| Job {
             input: input.clone(),
             output: out.path().join(format!("{i}.png")),
+            ..Default::default()
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -213,6 +214,7 @@ fn every_output_format_is_written_at_full_size() {
         let job = Job {
             input: input.clone(),
             output: out.path().join(format!("coffee.{}", format.extension())),
+            ..Default::default()
         };
         let options = PipelineOptions {
             encode: EncodeOptions {

@@ -252,7 +252,21 @@ impl DesktopApp {
         else {
             return;
         };
-        let settings = self.batch.settings.clone();
+        let mut settings = self.batch.settings.clone();
+        // The inspector's edge and layout settings, and the brush edits of
+        // any of the folder's images open in the workspace.
+        settings.finish = self.finish;
+        settings.edits = self
+            .workspace
+            .items
+            .iter()
+            .filter(|i| !i.strokes.is_empty())
+            .filter_map(|i| {
+                let path = i.path.as_ref()?;
+                let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+                Some((key, i.strokes.clone()))
+            })
+            .collect();
         let wake_ctx = self.ctx.clone();
         let (handle, job) = crate::engine::batch::BatchHandle::new(
             crate::engine::batch::BatchRequest {

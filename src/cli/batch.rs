@@ -27,6 +27,8 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         if_exists: args.if_exists,
         model: engine.model.id.clone(),
         finish: args.finish.settings()?,
+        // Brush strokes live in the app's editor; the CLI has none.
+        edits: Default::default(),
     };
     let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
     let skipped = plan.skipped_summary();

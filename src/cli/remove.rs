@@ -84,6 +84,7 @@ fn plan_jobs(inputs: &[PathBuf], output: &Path, format: OutputFormat) -> Result<
         return Ok(vec![Job {
             input: inputs[0].clone(),
             output: output.to_path_buf(),
+            ..Default::default()
         }]);
     }
     if output.is_file() {
@@ -116,6 +117,7 @@ fn plan_jobs(inputs: &[PathBuf], output: &Path, format: OutputFormat) -> Result<
             Job {
                 input: input.clone(),
                 output: path,
+                ..Default::default()
             }
         })
         .collect())

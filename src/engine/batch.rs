@@ -93,6 +93,9 @@ pub struct BatchSettings {
     pub model: String,
     /// Edge work, crop, canvas and shadow.
     pub finish: super::finish::FinishSettings,
+    /// Brush strokes the user made in the app, by input file (canonical
+    /// path): a batch over those files uses them.
+    pub edits: BTreeMap<PathBuf, Vec<super::refine::Stroke>>,
 }
 
 impl Default for BatchSettings {
@@ -105,6 +108,7 @@ impl Default for BatchSettings {
             pattern: "{name}.{ext}".into(),
             if_exists: IfExists::Skip,
             finish: Default::default(),
+            edits: BTreeMap::new(),
             model: String::new(),
         }
     }
@@ -112,6 +116,28 @@ impl Default for BatchSettings {
 
 impl BatchSettings {
     /// What an output depends on: a change means finished work is redone.
+    /// The strokes for `input`, if the user edited it in the app.
+    pub fn strokes_for(&self, input: &Path) -> &[super::refine::Stroke] {
+        if self.edits.is_empty() {
+            return &[];
+        }
+        let key = input.canonicalize().unwrap_or_else(|_| input.to_path_buf());
+        self.edits.get(&key).map_or(&[], Vec::as_slice)
+    }
+
+    /// What an output depends on: the settings, plus this file's strokes.
+    fn job_fingerprint(&self, input: &Path) -> String {
+        let base = self.fingerprint();
+        let strokes = self.strokes_for(input);
+        if strokes.is_empty() {
+            return base;
+        }
+        let text = serde_json::to_string(strokes).unwrap_or_default();
+        let digest = Sha256::digest(text.as_bytes());
+        let edits: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{base}+{edits}")
+    }
+
     fn fingerprint(&self) -> String {
         let key = format!(
             "{}|{}|{:?}|{}|{}{}",
@@ -267,7 +293,6 @@ pub fn plan(
     files.sort();
 
     let manifest = read_manifest(output_dir);
-    let fingerprint = settings.fingerprint();
     let mut taken: HashSet<PathBuf> = HashSet::new();
     for relative in files {
         if let Some(shard) = shard
@@ -290,7 +315,7 @@ pub fn plan(
         if let Some(done) = manifest.get(&input_key(&relative))
             && done.size == size
             && done.mtime_ns == mtime_ns
-            && done.settings == fingerprint
+            && done.settings == settings.job_fingerprint(&input)
             && output_dir.join(&done.output).is_file()
         {
             plan.already_done += 1;
@@ -498,6 +523,7 @@ pub fn run(
         .map(|j| Job {
             input: j.input.clone(),
             output: j.output.clone(),
+            strokes: settings.strokes_for(&j.input).to_vec(),
         })
         .collect();
     let options = PipelineOptions {
@@ -509,12 +535,12 @@ pub fn run(
         finish: settings.finish,
         ..Default::default()
     };
-    let fingerprint = settings.fingerprint();
     let mut summary = Summary::default();
     pipeline::run(engine, &jobs, &options, control, |outcome| {
         let event = match outcome {
             Outcome::Done { index, times, .. } => {
-                match record_done(output_dir, &plan.jobs[index], &fingerprint) {
+                let job = &plan.jobs[index];
+                match record_done(output_dir, job, &settings.job_fingerprint(&job.input)) {
                     Ok(()) => {
                         summary.done += 1;
                         BatchEvent::Done { index, times }

@@ -22,6 +22,7 @@ use crate::engine::encode::{EncodeOptions, encode_result, write_atomically};
 use crate::engine::finish::{self, FinishSettings};
 use crate::engine::inference::ModelOutput;
 use crate::engine::preprocess::ModelInput;
+use crate::engine::refine::Stroke;
 use crate::engine::{Engine, StageTimes};
 use crate::error::Error;
 
@@ -55,10 +56,12 @@ impl Control {
 }
 
 /// One file to process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Job {
     pub input: PathBuf,
     pub output: PathBuf,
+    /// The user's brush strokes for this image (from the app's editor).
+    pub strokes: Vec<Stroke>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -211,7 +214,7 @@ fn finish(
     let job = &jobs[index];
     let t = Instant::now();
     let mask = postprocessor.alpha_mask(&output, post, image.width(), image.height());
-    let (image, mask) = finish::render(&image, &mask, &[], &options.finish);
+    let (image, mask) = finish::render(&image, &mask, &job.strokes, &options.finish);
     times.postprocess = t.elapsed();
     let t = Instant::now();
     let written = encode_result(&image, &mask, &options.encode, &job.output)
