@@ -686,6 +686,16 @@ fn restore_brush_undo_redo_and_canvas_preset() {
     harness.get_by_label("1:1 square").click();
     harness.step();
     assert_eq!(harness.state().finish.layout.canvas, Canvas::Ratio(1, 1));
+    // The canvas previews the square export live (brush off: the finished view).
+    harness.get_by_label("Off").click();
+    step_until(&mut harness, "the square preview", |app| {
+        app.workspace.items[0]
+            .finished_preview
+            .as_ref()
+            .is_some_and(|(c, a)| c.width() == c.height() && a.dimensions() == c.dimensions())
+    });
+    harness.step();
+    harness.step();
     harness
         .state_mut()
         .export_selected_to(out.join("square.png"));

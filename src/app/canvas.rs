@@ -26,6 +26,9 @@ pub enum Background {
     Blur,
 }
 
+/// Marks the GPU layer of an item's finished preview.
+const FINISHED_LAYER: u64 = 1 << 62;
+
 /// Texture key of the blurred-original background.
 const BLUR_KEY: u64 = 1;
 
@@ -188,9 +191,17 @@ impl CanvasView {
             }
         });
 
-        let Some(size) = item
-            .preview
+        // With despill or a layout set and the brush off, the canvas shows
+        // the export as it will look (GPU only; the CPU fallback keeps the
+        // photo frame).
+        let finished = match (&self.brush.mode, render_state) {
+            (None, Some(_)) => item.finished_preview.clone(),
+            _ => None,
+        };
+        let Some(size) = finished
             .as_ref()
+            .map(|(c, _)| c)
+            .or(item.preview.as_ref())
             .map(|p| vec2(p.width() as f32, p.height() as f32))
         else {
             ui.centered_and_justified(|ui| {
@@ -225,7 +236,8 @@ impl CanvasView {
         }
         let image_rect =
             Rect::from_center_size(area.center() + self.pan, size * self.zoom.unwrap_or(fit));
-        let divider_x = image_rect.left() + image_rect.width() * self.split;
+        let split = if finished.is_some() { 0.0 } else { self.split };
+        let divider_x = image_rect.left() + image_rect.width() * split;
         let near_divider = response
             .interact_pointer_pos()
             .or(response.hover_pos())
@@ -233,12 +245,16 @@ impl CanvasView {
         let painting = self.brush.mode.is_some() && item.mask.is_some();
         if painting {
             event = self.paint(ui, &response, image_rect, size, item);
+        } else if finished.is_some() {
+            if response.dragged() {
+                self.pan += response.drag_delta();
+            }
         } else if response.drag_started() {
             // Judge by where the press began: by now the pointer has moved.
             let origin = ui.input(|i| i.pointer.press_origin());
             self.dragging_divider = origin.is_some_and(|p| (p.x - divider_x).abs() < 12.0);
         }
-        if response.dragged() && !painting {
+        if response.dragged() && !painting && finished.is_none() {
             if self.dragging_divider {
                 if let Some(p) = response.interact_pointer_pos() {
                     self.split = ((p.x - image_rect.left()) / image_rect.width()).clamp(0.0, 1.0);
@@ -253,6 +269,29 @@ impl CanvasView {
 
         let painter = painter.with_clip_rect(area);
         let preview_background = self.preview_background(item);
+        if let (Some((colours, alpha)), Some(rs)) = (&finished, render_state) {
+            // A layer of its own (the photo-framed one stays for painting).
+            let key = item.id | FINISHED_LAYER;
+            if sync_layer(rs, key, colours, Some(alpha), item.mask_version, None) {
+                let background = match self.background.layer_background() {
+                    LayerBackground::Texture => LayerBackground::Transparent,
+                    other => other,
+                };
+                painter.add(egui_wgpu::Callback::new_paint_callback(
+                    image_rect,
+                    CanvasCallback {
+                        id: key,
+                        background,
+                        split: 0.0,
+                        has_mask: true,
+                        pixels_per_point: ui.ctx().pixels_per_point(),
+                    },
+                ));
+            }
+            response
+                .on_hover_text("The export as it will look; choose a brush to paint on the photo");
+            return event;
+        }
         let on_gpu = render_state.is_some_and(|rs| {
             let preview = item
                 .preview

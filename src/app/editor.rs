@@ -183,6 +183,50 @@ pub fn preview_mask(
     refine::finish_mask(preview, model_preview_mask, &strokes, &edges)
 }
 
+/// `settings` with distances in preview pixels.
+pub fn scaled_settings(settings: &FinishSettings, scale: f32) -> FinishSettings {
+    let mut out = *settings;
+    out.edges.shift = (settings.edges.shift as f32 * scale).round() as i32;
+    out.edges.feather = settings.edges.feather * scale;
+    if let Some(Margin::Pixels(px)) = settings.layout.crop_margin {
+        out.layout.crop_margin = Some(Margin::Pixels((px as f32 * scale).round() as u32));
+    }
+    if let Canvas::Size(w, h) = settings.layout.canvas {
+        out.layout.canvas = Canvas::Size(
+            ((w as f32 * scale).round() as u32).max(1),
+            ((h as f32 * scale).round() as u32).max(1),
+        );
+    }
+    if let Some(shadow) = out.layout.shadow.as_mut() {
+        shadow.offset = shadow.offset.map(|v| (v as f32 * scale).round() as i32);
+        shadow.blur *= scale;
+    }
+    out
+}
+
+/// Whether the export differs from the photo-framed preview in more than
+/// the mask: then the canvas shows the finished preview.
+pub fn needs_finished_preview(settings: &FinishSettings) -> bool {
+    settings.edges.despill || !settings.layout.is_identity()
+}
+
+/// The export as it will look, at preview scale (colours and alpha).
+pub fn finished_preview(
+    preview: &RgbaImage,
+    model_preview_mask: &GrayImage,
+    strokes: &[Stroke],
+    settings: &FinishSettings,
+    scale: f32,
+) -> (RgbaImage, GrayImage) {
+    let strokes: Vec<Stroke> = strokes.iter().map(|s| scaled_stroke(s, scale)).collect();
+    crate::engine::finish::render(
+        preview,
+        model_preview_mask,
+        &strokes,
+        &scaled_settings(settings, scale),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

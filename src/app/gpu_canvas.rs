@@ -61,10 +61,9 @@ pub fn sync_layer(
         return false;
     };
     let (device, queue) = (&render_state.device, &render_state.queue);
-    let stale = canvas
-        .layers
-        .get(&id)
-        .is_none_or(|l| l.has_mask != preview_mask.is_some());
+    let stale = canvas.layers.get(&id).is_none_or(|l| {
+        l.has_mask != preview_mask.is_some() || l.layer.size != preview.dimensions()
+    });
     if stale {
         // Until the mask arrives the layer shows the original alone (split 1).
         let full;

@@ -137,6 +137,7 @@ enum TaskResult {
         id: ImageId,
         version: u64,
         mask: image::GrayImage,
+        finished: Option<(image::RgbaImage, image::GrayImage)>,
     },
 }
 
@@ -573,11 +574,17 @@ impl DesktopApp {
             match result {
                 TaskResult::Notice(n) => self.notices.push(n),
                 TaskResult::Delivered(id) => self.delivered(id),
-                TaskResult::PreviewMask { id, version, mask } => {
+                TaskResult::PreviewMask {
+                    id,
+                    version,
+                    mask,
+                    finished,
+                } => {
                     if let Some(item) = self.workspace.get_mut(id)
                         && item.mask_version == version
                     {
                         item.edited_preview_mask = Some(Arc::new(mask));
+                        item.finished_preview = finished.map(|(c, a)| (Arc::new(c), Arc::new(a)));
                         item.mask_version += 1;
                     }
                 }
@@ -769,13 +776,15 @@ impl DesktopApp {
     /// Recomputes the displayed mask of `id` from the model's preview mask,
     /// the strokes and the edge settings, on a short-lived thread.
     fn refresh_preview(&mut self, id: ImageId) {
-        let edges = self.finish.edges;
+        let settings = self.finish;
+        let edges = settings.edges;
         let Some(item) = self.workspace.get_mut(id) else {
             return;
         };
         item.mask_version += 1;
-        if item.strokes.is_empty() && edges.is_identity() {
+        if item.strokes.is_empty() && settings.is_identity() {
             item.edited_preview_mask = None;
+            item.finished_preview = None;
             return;
         }
         let (Some(preview), Some(mask), Some(scale)) = (
@@ -790,8 +799,15 @@ impl DesktopApp {
         let tx = self.tasks_tx.clone();
         let ctx = self.ctx.clone();
         std::thread::spawn(move || {
+            let finished = editor::needs_finished_preview(&settings)
+                .then(|| editor::finished_preview(&preview, &mask, &strokes, &settings, scale));
             let mask = editor::preview_mask(&preview, &mask, &strokes, &edges, scale);
-            let _ = tx.send(TaskResult::PreviewMask { id, version, mask });
+            let _ = tx.send(TaskResult::PreviewMask {
+                id,
+                version,
+                mask,
+                finished,
+            });
             ctx.request_repaint();
         });
     }

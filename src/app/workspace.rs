@@ -52,6 +52,10 @@ pub struct Item {
     pub edited_preview_mask: Option<Arc<GrayImage>>,
     /// Counts changes of the displayed mask, so textures follow them.
     pub mask_version: u64,
+    /// The export as it will look (decontaminated colours, crop, canvas,
+    /// shadow) at preview scale: colours and alpha. Shown when set and the
+    /// brush is off.
+    pub finished_preview: Option<(Arc<RgbaImage>, Arc<GrayImage>)>,
 }
 
 impl Item {
@@ -96,6 +100,7 @@ impl Workspace {
             active_stroke: None,
             edited_preview_mask: None,
             mask_version: 0,
+            finished_preview: None,
         });
         if self.selected.is_none() {
             self.selected = Some(self.items.len() - 1);
@@ -138,6 +143,7 @@ impl Workspace {
             item.mask = Some(mask);
             item.preview_mask = Some(preview_mask);
             item.edited_preview_mask = None;
+            item.finished_preview = None;
             item.mask_version += 1;
             item.status = Status::Done;
             item.textures = None;
