@@ -189,6 +189,10 @@ impl CanvasView {
                 }
                 Status::Done | Status::Cancelled => {}
             }
+            if item.preview_pending {
+                ui.spinner();
+                ui.weak("updating preview…");
+            }
         });
 
         // With despill or a layout set and the brush off, the canvas shows

@@ -583,6 +583,7 @@ impl DesktopApp {
                     if let Some(item) = self.workspace.get_mut(id)
                         && item.mask_version == version
                     {
+                        item.preview_pending = false;
                         item.edited_preview_mask = Some(Arc::new(mask));
                         item.finished_preview = finished.map(|(c, a)| (Arc::new(c), Arc::new(a)));
                         item.mask_version += 1;
@@ -783,6 +784,7 @@ impl DesktopApp {
         };
         item.mask_version += 1;
         if item.strokes.is_empty() && settings.is_identity() {
+            item.preview_pending = false;
             item.edited_preview_mask = None;
             item.finished_preview = None;
             return;
@@ -796,6 +798,7 @@ impl DesktopApp {
         };
         let strokes = item.strokes.clone();
         let version = item.mask_version;
+        item.preview_pending = true;
         let tx = self.tasks_tx.clone();
         let ctx = self.ctx.clone();
         std::thread::spawn(move || {

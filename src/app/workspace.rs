@@ -56,6 +56,8 @@ pub struct Item {
     /// shadow) at preview scale: colours and alpha. Shown when set and the
     /// brush is off.
     pub finished_preview: Option<(Arc<RgbaImage>, Arc<GrayImage>)>,
+    /// A preview recompute is running (shown as working).
+    pub preview_pending: bool,
 }
 
 impl Item {
@@ -101,6 +103,7 @@ impl Workspace {
             edited_preview_mask: None,
             mask_version: 0,
             finished_preview: None,
+            preview_pending: false,
         });
         if self.selected.is_none() {
             self.selected = Some(self.items.len() - 1);
