@@ -3,7 +3,10 @@
 //!
 //!     scripts/fetch-test-photos && cargo bench --bench stages
 //!
-//! Reports the median of `BENCH_ROUNDS` (default 5) rounds per photo.
+//! Reports the median of `BENCH_ROUNDS` (default 5) rounds per photo, then
+//! the designer tools on each photo's mask (one round): refine, shift +
+//! feather, decontaminate, and the whole finishing step with a square crop
+//! and shadow.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -100,6 +103,7 @@ fn main() {
         "{:<20} {:>8} {:>10} {:>8} {:>12} {:>8} {:>9} {:>10}",
         "photo", "decode", "preprocess", "run", "postprocess", "encode", "total", "pre+post"
     );
+    let mut designer_rows = Vec::new();
     for (label, path) in &inputs {
         let mut stages: [Vec<Duration>; 5] = Default::default();
         let _ = engine.mask(&decode_file(path, DecodeLimits::default()).unwrap().rgba); // warm-up
@@ -117,6 +121,7 @@ fn main() {
             stages[4].push(t.elapsed());
             std::hint::black_box(bytes);
         }
+        designer_rows.push((label.clone(), designer_times(path, &mut engine)));
         let m: Vec<Duration> = stages.into_iter().map(median).collect();
         let total: Duration = m.iter().sum();
         println!(
@@ -131,4 +136,58 @@ fn main() {
             100.0 * (ms(m[1]) + ms(m[3])) / ms(m[2])
         );
     }
+    println!(
+        "{:<20} {:>8} {:>13} {:>8} {:>14}",
+        "designer tools", "refine", "shift+feather", "despill", "all+crop+shadow"
+    );
+    for (label, t) in designer_rows {
+        println!(
+            "{:<20} {:>6.0}ms {:>11.0}ms {:>6.0}ms {:>12.0}ms",
+            label,
+            ms(t[0]),
+            ms(t[1]),
+            ms(t[2]),
+            ms(t[3])
+        );
+    }
+}
+
+/// One round of each designer tool on the photo's real mask.
+fn designer_times(path: &Path, engine: &mut Engine) -> [Duration; 4] {
+    use backgrounderase::engine::finish::{FinishSettings, render};
+    use backgrounderase::engine::layout::{Canvas, LayoutSettings, Margin, Shadow};
+    use backgrounderase::engine::refine::{EdgeSettings, decontaminate, feather, refine, shift};
+    let image = decode_file(path, DecodeLimits::default()).unwrap().rgba;
+    let mask = engine.mask(&image).unwrap();
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        t.elapsed()
+    };
+    let refine_t = time(&mut || {
+        std::hint::black_box(refine(&image, &mask));
+    });
+    let edge_t = time(&mut || {
+        std::hint::black_box(feather(&shift(&mask, 2), 4.0));
+    });
+    let despill_t = time(&mut || {
+        std::hint::black_box(decontaminate(&image, &mask));
+    });
+    let settings = FinishSettings {
+        edges: EdgeSettings {
+            refine: true,
+            shift: 1,
+            feather: 2.0,
+            despill: true,
+        },
+        layout: LayoutSettings {
+            crop_margin: Some(Margin::Percent(5.0)),
+            canvas: Canvas::Ratio(1, 1),
+            shadow: Some(Shadow::default()),
+        },
+    };
+    let all_t = time(&mut || {
+        std::hint::black_box(render(&image, &mask, &[], &settings));
+    });
+    [refine_t, edge_t, despill_t, all_t]
 }
