@@ -580,13 +580,18 @@ impl DesktopApp {
                     mask,
                     finished,
                 } => {
-                    if let Some(item) = self.workspace.get_mut(id)
-                        && item.mask_version == version
-                    {
-                        item.preview_pending = false;
+                    let Some(item) = self.workspace.get_mut(id) else {
+                        continue;
+                    };
+                    item.preview_pending = false;
+                    if item.mask_version == version {
                         item.edited_preview_mask = Some(Arc::new(mask));
                         item.finished_preview = finished.map(|(c, a)| (Arc::new(c), Arc::new(a)));
                         item.mask_version += 1;
+                    }
+                    // Changes made while it ran: one more recompute for all of them.
+                    if std::mem::take(&mut item.preview_dirty) {
+                        self.refresh_preview(id);
                     }
                 }
                 TaskResult::Picture(Ok(image)) => {
@@ -775,7 +780,9 @@ impl DesktopApp {
     }
 
     /// Recomputes the displayed mask of `id` from the model's preview mask,
-    /// the strokes and the edge settings, on a short-lived thread.
+    /// the strokes and the edge settings, on a short-lived thread. At most
+    /// one runs per image: a slider dragged over many frames asks many times,
+    /// and the requests made meanwhile are served by one run when it returns.
     fn refresh_preview(&mut self, id: ImageId) {
         let settings = self.finish;
         let edges = settings.edges;
@@ -784,9 +791,13 @@ impl DesktopApp {
         };
         item.mask_version += 1;
         if item.strokes.is_empty() && settings.is_identity() {
-            item.preview_pending = false;
+            item.preview_dirty = false;
             item.edited_preview_mask = None;
             item.finished_preview = None;
+            return;
+        }
+        if item.preview_pending {
+            item.preview_dirty = true;
             return;
         }
         let (Some(preview), Some(mask), Some(scale)) = (

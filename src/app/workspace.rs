@@ -58,6 +58,8 @@ pub struct Item {
     pub finished_preview: Option<(Arc<RgbaImage>, Arc<GrayImage>)>,
     /// A preview recompute is running (shown as working).
     pub preview_pending: bool,
+    /// Strokes or settings changed while it ran: recompute when it returns.
+    pub preview_dirty: bool,
 }
 
 impl Item {
@@ -104,6 +106,7 @@ impl Workspace {
             mask_version: 0,
             finished_preview: None,
             preview_pending: false,
+            preview_dirty: false,
         });
         if self.selected.is_none() {
             self.selected = Some(self.items.len() - 1);
