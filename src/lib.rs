@@ -11,6 +11,7 @@ pub mod checksum;
 pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod models;
 pub mod paths;
 pub mod privacy;
 pub mod runtime;

@@ -48,16 +48,8 @@ pub enum SetupError {
     },
     #[error("{0}")]
     Checksum(#[from] ChecksumMismatch),
-    #[error(
-        "model '{id}' is published at {url}; this build does not download by itself yet: download it, check its {checksum}, and save it as {}",
-        target.display()
-    )]
-    ManualDownload {
-        id: String,
-        url: String,
-        checksum: String,
-        target: PathBuf,
-    },
+    #[error("{0}")]
+    Download(Box<crate::models::InstallError>),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SetupError {
@@ -139,17 +131,42 @@ impl Setup<'_> {
                 package,
                 version,
                 resource,
+                ..
             } => {
                 let tarball = self.npm_tarball(package, version)?;
                 (self.log)(&format!("assembling {resource} from {}", tarball.display()));
                 assemble_npm_resource(&tarball, resource)?
             }
             ModelSource::Url(url) => {
-                return Err(SetupError::ManualDownload {
-                    id: model.id.clone(),
-                    url: url.clone(),
-                    checksum: model.checksum.to_string(),
-                    target,
+                (self.log)(&format!("downloading {url}"));
+                let mut tenths = 0;
+                let log = &mut self.log;
+                let path = crate::models::download_model(
+                    model,
+                    self.dirs,
+                    crate::catalog::DEFAULT_NPM_REGISTRY,
+                    &mut |p| {
+                        let now = p.fraction().map_or(0, |f| (f * 10.0) as u32);
+                        if now > tenths {
+                            tenths = now;
+                            log(&format!("{}: {} %", model.id, now * 10));
+                        }
+                    },
+                    &std::sync::atomic::AtomicBool::new(false),
+                )
+                .map_err(|e| SetupError::Download(Box::new(e)))?;
+                (self.log)(&format!(
+                    "model '{}' installed as {}",
+                    model.id,
+                    path.display()
+                ));
+                return Ok(Installed::Installed(path));
+            }
+            ModelSource::Imported => {
+                return Err(SetupError::MissingPart {
+                    what: format!("imported model '{}'", model.id),
+                    detail: "import the file again".into(),
+                    path: target,
                 });
             }
         };
@@ -206,11 +223,7 @@ impl Setup<'_> {
     /// The cached npm tarball, fetched with `npm pack` when absent.
     fn npm_tarball(&mut self, package: &str, version: &str) -> Result<PathBuf, SetupError> {
         let downloads = self.dirs.downloads_dir();
-        // npm names `@scope/name@v` as `scope-name-v.tgz`.
-        let file = format!(
-            "{}-{version}.tgz",
-            package.trim_start_matches('@').replace('/', "-")
-        );
+        let file = npm_tarball_name(package, version);
         let path = downloads.join(&file);
         if path.is_file() {
             return Ok(path);
@@ -239,6 +252,14 @@ impl Setup<'_> {
             })
         }
     }
+}
+
+/// The file name `npm pack` gives `@scope/name@version`: `scope-name-version.tgz`.
+pub(crate) fn npm_tarball_name(package: &str, version: &str) -> String {
+    format!(
+        "{}-{version}.tgz",
+        package.trim_start_matches('@').replace('/', "-")
+    )
 }
 
 fn default_python() -> &'static str {
@@ -348,7 +369,7 @@ fn runtime_file_name(name: &str) -> Option<String> {
 }
 
 /// Concatenates the chunks of one resource of an IMG.LY data package.
-fn assemble_npm_resource(tarball: &Path, resource: &str) -> Result<Vec<u8>, SetupError> {
+pub(crate) fn assemble_npm_resource(tarball: &Path, resource: &str) -> Result<Vec<u8>, SetupError> {
     let missing = |what: &str, detail: String| SetupError::MissingPart {
         what: what.to_string(),
         detail,
@@ -436,7 +457,7 @@ fn chunk_list(index_json: &str, resource: &str) -> Result<Vec<String>, String> {
     Ok(parsed.chunks.into_iter().map(|c| c.hash).collect())
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SetupError> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SetupError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut builder = tempfile::Builder::new();
     #[cfg(unix)]

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use image::{GrayImage, RgbaImage};
 
-use crate::catalog::ModelCatalog;
 use crate::engine::Engine;
 use crate::engine::batch::BatchJob;
 use crate::engine::decode::{DecodeLimits, decode_file};
@@ -223,7 +222,7 @@ impl Worker {
             std::thread::Builder::new()
                 .name("inference".into())
                 .spawn(move || {
-                    let catalog = ModelCatalog::builtin();
+                    let catalog = crate::models::profile_catalog(&config.dirs);
                     let mut engine = match Engine::load(
                         &config.dirs,
                         &catalog,

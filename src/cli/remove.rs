@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use backgrounderase::catalog::ModelCatalog;
 use backgrounderase::engine::Engine;
 use backgrounderase::engine::encode::{EncodeOptions, OutputFormat};
 use backgrounderase::engine::inference::SessionOptions;
@@ -64,7 +63,7 @@ pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
 }
 
 pub fn load_engine(dirs: &AppDirs, args: &EngineArgs) -> Result<Engine> {
-    let catalog = ModelCatalog::builtin();
+    let catalog = backgrounderase::models::profile_catalog(dirs);
     let options = SessionOptions {
         provider: args.provider,
         require_gpu: args.require_gpu,

@@ -30,6 +30,9 @@ pub struct Settings {
     pub upload_url: Option<String>,
     /// What may be kept locally when opted in.
     pub cache_cap_bytes: u64,
+    /// npm registry for model downloads (a company mirror); the public
+    /// registry when unset. Only used when the user starts a download.
+    pub npm_registry: Option<String>,
 }
 
 impl Default for Settings {
@@ -39,6 +42,7 @@ impl Default for Settings {
             opted_in: false,
             upload_url: None,
             cache_cap_bytes: DEFAULT_CACHE_CAP_BYTES,
+            npm_registry: None,
         }
     }
 }

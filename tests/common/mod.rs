@@ -2,6 +2,7 @@
 //! (installed by `backgrounderase setup`), fixtures, and mask metrics.
 #![allow(dead_code)]
 
+pub mod file_server;
 pub mod loopback;
 
 use std::path::PathBuf;

@@ -1,0 +1,503 @@
+//! Model downloads and imports against a real HTTP server on 127.0.0.1:
+//! progress, resuming after a dropped connection and after a cancel, a
+//! wrong checksum rejected with nothing left behind, a file changed on the
+//! server, the real IMG.LY package installed from a registry mirror, and
+//! imports (catalog match, and a custom model that then runs).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use backgrounderase::catalog::{Checksum, ModelCatalog};
+use backgrounderase::checksum::{sha256_file, sha256_hex};
+use backgrounderase::engine::Engine;
+use backgrounderase::engine::inference::SessionOptions;
+use backgrounderase::models::download::{self, Download, DownloadError, Progress};
+use backgrounderase::models::manager::{ManagerEvent, ModelManager, RowDownload};
+use backgrounderase::models::{self, CustomPreset, ImportOutcome, Location};
+use backgrounderase::paths::AppDirs;
+use common::file_server::FileServer;
+
+/// Bytes that differ everywhere, so a splice or an offset error shows.
+fn payload(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn get(
+    url: &str,
+    target: &Path,
+    expected: &Checksum,
+    cancel: &AtomicBool,
+) -> (Result<std::path::PathBuf, DownloadError>, Vec<Progress>) {
+    let mut seen = Vec::new();
+    let result = download::download(
+        &Download {
+            url,
+            target,
+            expected,
+            expected_size: None,
+        },
+        &mut |p| seen.push(p),
+        cancel,
+    );
+    (result, seen)
+}
+
+#[test]
+fn progress_is_reported_and_a_dropped_connection_is_resumed() {
+    let server = FileServer::start();
+    let bytes = payload(3_000_000, 1);
+    server.put("/m.onnx", bytes.clone(), "v1");
+    server.cut_next_after(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("m.onnx");
+
+    let (result, seen) = get(
+        &server.url("/m.onnx"),
+        &target,
+        &Checksum::Sha256(sha256_hex(&bytes)),
+        &AtomicBool::new(false),
+    );
+    result.unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+    assert!(!download::part_path(&target).exists());
+
+    // Two requests: the second asks for the rest, guarded by the ETag.
+    let log = server.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0].range, None);
+    assert_eq!(log[1].range.as_deref(), Some("bytes=1000000-"));
+    assert_eq!(log[1].if_range.as_deref(), Some("\"v1\""));
+    assert_eq!(log[1].status, 206);
+
+    // Progress only grows, knows the total, resumes from the cut, ends at the size.
+    assert!(seen.windows(2).all(|w| w[1].done >= w[0].done), "{seen:?}");
+    assert!(seen.iter().all(|p| p.total == Some(3_000_000)));
+    assert!(seen.iter().any(|p| p.resumed_from == 1_000_000));
+    assert_eq!(seen.last().unwrap().done, 3_000_000);
+    assert_eq!(seen.last().unwrap().fraction(), Some(1.0));
+}
+
+#[test]
+fn a_cancelled_download_keeps_its_part_and_the_next_call_resumes() {
+    let server = FileServer::start();
+    let bytes = payload(2_000_000, 2);
+    server.put("/m.onnx", bytes.clone(), "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("m.onnx");
+    let expected = Checksum::Sha256(sha256_hex(&bytes));
+    let url = server.url("/m.onnx");
+
+    let cancel = AtomicBool::new(false);
+    let result = download::download(
+        &Download {
+            url: &url,
+            target: &target,
+            expected: &expected,
+            expected_size: None,
+        },
+        &mut |p| {
+            if p.done >= 500_000 {
+                cancel.store(true, Ordering::SeqCst);
+            }
+        },
+        &cancel,
+    );
+    let Err(DownloadError::Cancelled { done, part }) = result else {
+        panic!("{result:?}")
+    };
+    assert!((500_000..2_000_000).contains(&done), "{done}");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), done);
+    assert!(!target.exists());
+    assert_eq!(download::partial_bytes(&target, &url), done);
+    // Another address for the same file does not continue this part.
+    assert_eq!(
+        download::partial_bytes(&target, "https://elsewhere/m.onnx"),
+        0
+    );
+
+    let (result, seen) = get(&url, &target, &expected, &AtomicBool::new(false));
+    result.unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), bytes);
+    assert_eq!(seen[0].resumed_from, done);
+    let log = server.log();
+    assert_eq!(log.last().unwrap().range, Some(format!("bytes={done}-")));
+}
+
+#[test]
+fn a_wrong_checksum_is_rejected_and_nothing_is_left_behind() {
+    let server = FileServer::start();
+    let bytes = payload(1_500_000, 3);
+    server.put("/m.onnx", bytes.clone(), "v1");
+    server.cut_next_after(400_000);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("m.onnx");
+    let wrong = Checksum::Sha256("0".repeat(64));
+
+    let (result, _) = get(
+        &server.url("/m.onnx"),
+        &target,
+        &wrong,
+        &AtomicBool::new(false),
+    );
+    let err = result.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, DownloadError::Checksum(_)), "{text}");
+    assert!(
+        text.contains(&sha256_hex(&bytes)) && text.contains("deleted") && text.contains("m.onnx"),
+        "{text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "no file, part or note stays: {left:?}");
+}
+
+#[test]
+fn a_file_changed_on_the_server_restarts_instead_of_splicing() {
+    let server = FileServer::start();
+    let old = payload(1_000_000, 4);
+    server.put("/m.onnx", old, "v1");
+    server.cut_next_after(300_000);
+    // The first try is cut, and the retry is cut too: the part stays.
+    server.cut_next_after(100_000);
+    server.cut_next_after(100_000);
+    server.cut_next_after(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("m.onnx");
+    let new = payload(1_200_000, 5);
+    let expected = Checksum::Sha256(sha256_hex(&new));
+    let (result, _) = get(
+        &server.url("/m.onnx"),
+        &target,
+        &expected,
+        &AtomicBool::new(false),
+    );
+    assert!(
+        matches!(result, Err(DownloadError::Interrupted { .. })),
+        "{result:?}"
+    );
+    assert!(download::part_path(&target).exists());
+
+    // Now the server has another version: If-Range no longer matches, it
+    // answers 200 with the whole new file, which replaces the part.
+    server.put("/m.onnx", new.clone(), "v2");
+    let (result, _) = get(
+        &server.url("/m.onnx"),
+        &target,
+        &expected,
+        &AtomicBool::new(false),
+    );
+    result.unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), new);
+    let last = server.log().last().cloned().unwrap();
+    assert_eq!(last.if_range.as_deref(), Some("\"v1\""));
+    assert_eq!(last.status, 200);
+}
+
+#[test]
+fn a_missing_file_is_an_http_error_naming_the_address() {
+    let server = FileServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (result, _) = get(
+        &server.url("/nope.onnx"),
+        &dir.path().join("nope.onnx"),
+        &Checksum::Sha256("0".repeat(64)),
+        &AtomicBool::new(false),
+    );
+    let text = result.unwrap_err().to_string();
+    assert!(
+        text.contains("404") && text.ends_with("/nope.onnx"),
+        "{text}"
+    );
+}
+
+/// The real IMG.LY package, as `setup` cached it, served as a registry mirror.
+fn registry_with_the_real_package() -> FileServer {
+    let tarball = AppDirs::discover()
+        .downloads_dir()
+        .join("imgly-background-removal-data-1.4.5.tgz");
+    let bytes = std::fs::read(&tarball).unwrap_or_else(|e| {
+        panic!(
+            "the cached npm package is needed (run `scripts/test`, whose setup fetches it): {e}: {}",
+            tarball.display()
+        )
+    });
+    let server = FileServer::start();
+    server.put(
+        "/@imgly/background-removal-data/-/background-removal-data-1.4.5.tgz",
+        bytes,
+        "imgly-1.4.5",
+    );
+    server
+}
+
+#[test]
+fn the_manager_downloads_the_default_model_from_a_registry_mirror() {
+    let server = registry_with_the_real_package();
+    // A cut mid-way: the manager's download resumes by itself.
+    server.cut_next_after(50_000_000);
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    let wakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = wakes.clone();
+    let mut manager = ModelManager::new(
+        dirs.clone(),
+        Some(server.base.clone()),
+        Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }),
+    );
+    assert!(!manager.is_installed("isnet-imgly-medium"));
+    assert!(matches!(
+        &manager.row("isnet-imgly-medium").unwrap().download,
+        RowDownload::Available { host, .. } if host.starts_with("127.0.0.1:")
+    ));
+
+    manager.start_download("isnet-imgly-medium");
+    assert!(matches!(
+        manager.row("isnet-imgly-medium").unwrap().download,
+        RowDownload::Running { .. }
+    ));
+    let events = manager.wait_idle(Duration::from_secs(300));
+    let path = dirs.models_dir().join("isnet-imgly-medium.onnx");
+    assert_eq!(
+        events,
+        vec![ManagerEvent::Installed {
+            id: "isnet-imgly-medium".into(),
+            path: path.clone()
+        }]
+    );
+    assert_eq!(
+        sha256_file(&path).unwrap(),
+        "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"
+    );
+    let row = manager.row("isnet-imgly-medium").unwrap();
+    assert_eq!(row.installed, Some((path, Location::User)));
+    assert!(wakes.load(Ordering::SeqCst) >= 2, "the UI is woken");
+    let log = server.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].range.as_deref(), Some("bytes=50000000-"));
+
+    // The small model comes from the same package: no second download.
+    manager.start_download("isnet-imgly-small");
+    let events = manager.wait_idle(Duration::from_secs(120));
+    assert!(
+        matches!(&events[..], [ManagerEvent::Installed { id, .. }] if id == "isnet-imgly-small"),
+        "{events:?}"
+    );
+    assert_eq!(server.log().len(), 2);
+
+    // Removing deletes the user's copy.
+    assert_eq!(manager.remove("isnet-imgly-small"), Ok(true));
+    assert!(!manager.is_installed("isnet-imgly-small"));
+}
+
+#[test]
+fn cli_models_download_list_and_remove() {
+    let server = registry_with_the_real_package();
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    std::fs::create_dir_all(&dirs.config).unwrap();
+    std::fs::write(
+        dirs.config.join("settings.ron"),
+        format!("(npm_registry: Some(\"{}\"))", server.base),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_backgrounderase"))
+            .args(args)
+            .env("BACKGROUNDERASE_HOME", home.path())
+            .env_remove("BACKGROUNDERASE_MODEL_DIR")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(&["models", "download", "isnet-imgly-small"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let path = dirs.models_dir().join("isnet-imgly-small.onnx");
+    assert!(stdout.contains(&path.display().to_string()), "{stdout}");
+    assert_eq!(
+        sha256_file(&path).unwrap(),
+        "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a"
+    );
+    let (_, list, _) = run(&["models"]);
+    let line = list
+        .lines()
+        .find(|l| l.starts_with("isnet-imgly-small"))
+        .unwrap();
+    assert!(
+        line.contains("AGPL-3.0") && line.ends_with(&path.display().to_string()),
+        "{line}"
+    );
+
+    let (code, _, stderr) = run(&["models", "download", "nope"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("unknown model 'nope'"), "{stderr}");
+
+    let (code, stdout, _) = run(&["models", "remove", "isnet-imgly-small"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("deleted"), "{stdout}");
+    assert!(!path.exists());
+}
+
+/// A 64×64 "model" made here: the channel mean through a sigmoid, so
+/// bright pixels come out opaque. Small and quick, for the custom import.
+fn tiny_onnx_model() -> Vec<u8> {
+    use onnx_protobuf::{
+        AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+        TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_shape_proto,
+        type_proto,
+    };
+    let value = |name: &str, dims: &[i64]| {
+        let mut shape = TensorShapeProto::new();
+        for &d in dims {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            dim.set_dim_value(d);
+            shape.dim.push(dim);
+        }
+        let mut tensor = type_proto::Tensor::new();
+        tensor.elem_type = 1;
+        tensor.shape = Some(shape).into();
+        let mut kind = TypeProto::new();
+        kind.set_tensor_type(tensor);
+        let mut info = ValueInfoProto::new();
+        info.name = name.into();
+        info.type_ = Some(kind).into();
+        info
+    };
+    let mut mean = NodeProto::new();
+    mean.op_type = "ReduceMean".into();
+    mean.input.push("image".into());
+    mean.output.push("mean".into());
+    let mut axes = AttributeProto::new();
+    axes.name = "axes".into();
+    axes.type_ = attribute_proto::AttributeType::INTS.into();
+    axes.ints = vec![1];
+    mean.attribute.push(axes);
+    let mut sigmoid = NodeProto::new();
+    sigmoid.op_type = "Sigmoid".into();
+    sigmoid.input.push("mean".into());
+    sigmoid.output.push("alpha".into());
+    let mut graph = GraphProto::new();
+    graph.name = "tiny".into();
+    graph.node = vec![mean, sigmoid];
+    graph.input.push(value("image", &[1, 3, 64, 64]));
+    graph.output.push(value("alpha", &[1, 1, 64, 64]));
+    let mut opset = OperatorSetIdProto::new();
+    opset.version = 17;
+    let mut model = ModelProto::new();
+    model.ir_version = 8;
+    model.opset_import.push(opset);
+    model.graph = Some(graph).into();
+    model.write_to_bytes().unwrap()
+}
+
+#[test]
+fn imports_match_the_catalog_or_become_custom_models_that_run() {
+    let (_home, installed) = common::fresh_profile();
+    // A profile with the runtime but an empty models folder of its own.
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    std::fs::create_dir_all(&dirs.data).unwrap();
+    std::os::unix::fs::symlink(
+        std::fs::canonicalize(installed.runtime_dir()).unwrap(),
+        dirs.runtime_dir(),
+    )
+    .unwrap();
+    let catalog = ModelCatalog::builtin();
+
+    // The real small model under another name is recognised by its checksum.
+    let real = AppDirs::discover()
+        .models_dir()
+        .join("isnet-imgly-small.onnx");
+    let renamed = home.path().join("downloaded (1).onnx");
+    std::fs::copy(&real, &renamed).unwrap();
+    let outcome = models::import_file(&renamed, &catalog, &dirs).unwrap();
+    let target = dirs.models_dir().join("isnet-imgly-small.onnx");
+    assert_eq!(
+        outcome,
+        ImportOutcome::Matched {
+            id: "isnet-imgly-small".into(),
+            path: target.clone()
+        }
+    );
+    assert_eq!(
+        sha256_file(&target).unwrap(),
+        "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a"
+    );
+
+    // A file that is not a model is refused, naming it.
+    let junk = home.path().join("notes.onnx");
+    std::fs::write(&junk, b"not a model at all").unwrap();
+    let text = models::import_file(&junk, &catalog, &dirs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("not an ONNX model") && text.ends_with("notes.onnx"),
+        "{text}"
+    );
+
+    // An unknown model is inspected, not installed, until confirmed.
+    let tiny = home.path().join("tiny.onnx");
+    std::fs::write(&tiny, tiny_onnx_model()).unwrap();
+    let ImportOutcome::Unrecognised(unknown) = models::import_file(&tiny, &catalog, &dirs).unwrap()
+    else {
+        panic!("the tiny model is not in the catalog")
+    };
+    assert_eq!(unknown.input, "image");
+    assert_eq!(unknown.output, "alpha");
+    assert_eq!(unknown.input_size, Some((64, 64)));
+    assert!(models::profile_catalog(&dirs).models.len() == catalog.models.len());
+
+    let entry =
+        models::add_custom_model(&unknown, "Tiny test", CustomPreset::U2net, &dirs).unwrap();
+    assert_eq!(entry.input_size, (64, 64));
+    assert!(
+        !entry.license.commercial_use,
+        "an unknown licence is flagged"
+    );
+    let profile = models::profile_catalog(&dirs);
+    assert_eq!(profile.get(&entry.id).unwrap().display_name, "Tiny test");
+
+    // It runs: a bright square on black comes out opaque where it is bright.
+    let mut engine = Engine::load(&dirs, &profile, Some(&entry.id), &SessionOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let photo = image::RgbaImage::from_fn(200, 100, |x, _| {
+        if x < 100 {
+            image::Rgba([250, 250, 250, 255])
+        } else {
+            image::Rgba([0, 0, 0, 255])
+        }
+    });
+    let mask = engine.mask(&photo).unwrap();
+    assert_eq!(mask.dimensions(), (200, 100));
+    assert!(
+        mask.get_pixel(20, 50)[0] > 200,
+        "{:?}",
+        mask.get_pixel(20, 50)
+    );
+    assert!(
+        mask.get_pixel(180, 50)[0] < 50,
+        "{:?}",
+        mask.get_pixel(180, 50)
+    );
+
+    // Removing a custom model takes it out of the catalog too.
+    assert!(models::remove_model(&entry, &dirs).unwrap());
+    assert!(models::profile_catalog(&dirs).get(&entry.id).is_none());
+}
