@@ -327,10 +327,18 @@ fn extract_runtime_libraries(wheel: &Path) -> Result<Vec<(String, Vec<u8>)>, Set
             path: wheel.into(),
         })?;
         let full_name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
-        let Some(name) = full_name.strip_prefix("onnxruntime/capi/") else {
-            continue;
+        // The runtime's licence and notices travel with the library.
+        let notice = match full_name.as_str() {
+            "onnxruntime/LICENSE" => Some("ONNXRUNTIME-LICENSE".to_string()),
+            "onnxruntime/ThirdPartyNotices.txt" => {
+                Some("ONNXRUNTIME-ThirdPartyNotices.txt".to_string())
+            }
+            _ => None,
         };
-        let Some(installed_name) = runtime_file_name(name) else {
+        let library = full_name
+            .strip_prefix("onnxruntime/capi/")
+            .and_then(runtime_file_name);
+        let Some(installed_name) = library.or(notice) else {
             continue;
         };
         let mut bytes = Vec::with_capacity(entry.size() as usize);
@@ -493,6 +501,28 @@ mod tests {
         );
         assert_eq!(runtime_file_name("onnxruntime_pybind11_state.so"), None);
         assert_eq!(runtime_file_name("__init__.py"), None);
+    }
+
+    #[test]
+    fn the_package_checksums_agree_with_the_pinned_ones() {
+        let sums = include_str!("../packaging/linux/SHA256SUMS");
+        let pinned = |path: &str| {
+            sums.lines()
+                .find_map(|l| l.strip_suffix(path).map(|h| h.trim().to_string()))
+                .unwrap_or_else(|| panic!("{path} missing from SHA256SUMS"))
+        };
+        let lib = PINNED_LIBRARY_SHA256
+            .iter()
+            .find(|(p, plat, _)| *p == "onnxruntime" && *plat == "linux-x86_64")
+            .unwrap()
+            .2;
+        assert_eq!(pinned("runtime/libonnxruntime.so"), lib);
+        let catalog = crate::catalog::ModelCatalog::builtin();
+        let default = catalog.default_entry();
+        assert_eq!(
+            pinned(&format!("models/{}", default.file)),
+            default.checksum.hex()
+        );
     }
 
     #[test]

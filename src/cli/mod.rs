@@ -237,6 +237,10 @@ pub struct SetupArgs {
     /// Install models only.
     #[arg(long)]
     pub skip_runtime: bool,
+    /// Install into DIR/runtime and DIR/models instead of your data folder
+    /// (for packagers; downloads still come from the shared cache).
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -437,6 +441,17 @@ fn models(dirs: &AppDirs) -> Result<ExitCode> {
 }
 
 fn setup(dirs: &AppDirs, args: SetupArgs) -> Result<ExitCode> {
+    let staged;
+    let dirs = match &args.into {
+        Some(into) => {
+            staged = AppDirs {
+                data: std::path::absolute(into)?,
+                ..dirs.clone()
+            };
+            &staged
+        }
+        None => dirs,
+    };
     let catalog = ModelCatalog::builtin();
     let ids = if args.models.is_empty() {
         vec![catalog.default_model.clone()]
@@ -465,6 +480,9 @@ fn setup(dirs: &AppDirs, args: SetupArgs) -> Result<ExitCode> {
             .ensure_model(entry)
             .with_context(|| format!("installing model '{id}'"))?;
         report(&format!("model {id}"), &installed);
+        if args.into.is_some() {
+            continue;
+        }
         // Made now so the first run does not wait for it (≈ 2 s).
         match backgrounderase::engine::upcast::cpu_model(
             installed.path(),

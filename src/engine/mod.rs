@@ -61,6 +61,7 @@ impl Engine {
         }
         .clone();
         let model_path = catalog::require_installed(&model, dirs)?;
+        tracing::info!(model = %model.id, path = %model_path.display(), "model file found");
         let runtime = runtime::load(dirs)?;
         // BACKGROUNDERASE_KEEP_FP16=1 runs an fp16 model as it is (for comparisons).
         let copy_dir = dirs.derived_models_dir();
