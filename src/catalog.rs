@@ -214,7 +214,15 @@ pub fn model_search_dirs(dirs: &AppDirs) -> Vec<PathBuf> {
     if let Some(exe) = executable_dir() {
         out.push(exe.join("models"));
         // Installed layout: <prefix>/bin/backgrounderase + <prefix>/share/backgrounderase/models.
-        out.push(exe.join("../share/backgrounderase/models"));
+        if let Some(prefix) = exe.parent() {
+            out.push(prefix.join("share/backgrounderase/models"));
+        }
+        // macOS bundle: Contents/MacOS/backgrounderase + Contents/Resources/models.
+        if cfg!(target_os = "macos")
+            && let Some(contents) = exe.parent()
+        {
+            out.push(contents.join("Resources/models"));
+        }
     }
     out
 }

@@ -53,8 +53,14 @@ pub fn candidate_paths(dirs: &AppDirs) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(exe) = executable_dir() {
         out.push(exe.join(LIBRARY_NAME));
-        // Installed layout: <prefix>/bin/backgrounderase + <prefix>/lib/backgrounderase/.
-        out.push(exe.join("../lib/backgrounderase").join(LIBRARY_NAME));
+        if let Some(prefix) = exe.parent() {
+            // Installed layout: <prefix>/bin/backgrounderase + <prefix>/lib/backgrounderase/.
+            out.push(prefix.join("lib/backgrounderase").join(LIBRARY_NAME));
+            // macOS bundle: Contents/MacOS/backgrounderase + Contents/Frameworks/.
+            if cfg!(target_os = "macos") {
+                out.push(prefix.join("Frameworks").join(LIBRARY_NAME));
+            }
+        }
     }
     out.push(dirs.runtime_dir().join(LIBRARY_NAME));
     out

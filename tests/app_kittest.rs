@@ -135,13 +135,9 @@ fn switching_model_reprocesses_open_images() {
     });
     let first = harness.state().workspace.items[0].mask.clone().unwrap();
     // Not-installed models are listed but cannot be picked.
-    assert!(
-        harness
-            .state()
-            .models
-            .iter()
-            .any(|m| m.id == "u2net" && m.missing_hint.is_some())
-    );
+    assert!(!harness.state().model_manager.is_installed("u2net"));
+    let u2net = harness.get_by_label("U²-Net");
+    assert!(u2net.accesskit_node().is_disabled());
     harness.state_mut().switch_model("isnet-imgly-small");
     harness.step();
     assert_eq!(harness.state().workspace.items[0].status, Status::Queued);
@@ -703,4 +699,148 @@ fn restore_brush_undo_redo_and_canvas_preset() {
     let (sw, sh) = image::image_dimensions(out.join("square.png")).unwrap();
     assert_eq!(sw, sh, "{sw}x{sh}");
     assert_eq!(sw, w.max(h), "the smallest square around the whole photo");
+}
+
+/// A profile with the runtime but no model at all, whose settings point
+/// model downloads at `registry` (a loopback mirror).
+fn profile_without_models(registry: &str) -> (tempfile::TempDir, AppDirs) {
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    std::fs::create_dir_all(&dirs.data).unwrap();
+    std::os::unix::fs::symlink(
+        std::fs::canonicalize(AppDirs::discover().runtime_dir()).unwrap(),
+        dirs.runtime_dir(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(&dirs.config).unwrap();
+    std::fs::write(
+        dirs.config.join("settings.ron"),
+        format!("(npm_registry: Some(\"{registry}\"))"),
+    )
+    .unwrap();
+    (home, dirs)
+}
+
+fn registry_with_the_real_package() -> common::file_server::FileServer {
+    let tarball = AppDirs::discover()
+        .downloads_dir()
+        .join("imgly-background-removal-data-1.4.5.tgz");
+    let server = common::file_server::FileServer::start();
+    server.put(
+        "/@imgly/background-removal-data/-/background-removal-data-1.4.5.tgz",
+        std::fs::read(&tarball).unwrap_or_else(|e| panic!("{e}: {}", tarball.display())),
+        "imgly-1.4.5",
+    );
+    server
+}
+
+#[test]
+fn first_run_gets_the_default_model_in_one_click_and_removes_a_background() {
+    use backgrounderase::app::FIRST_RUN_BUTTON;
+    let server = registry_with_the_real_package();
+    // Slow enough that the progress bar is seen.
+    server.throttle(Duration::from_millis(1));
+    let (_home, dirs) = profile_without_models(&server.base);
+    let mut harness = harness_for(&dirs);
+    harness.run_steps(3);
+    harness.get_by_label_contains("is not installed yet");
+    harness.get_by_label_contains("No model installed yet");
+    assert!(
+        harness.state().notices.iter().all(|n| !n.is_error),
+        "a missing model is not an error: {:?}",
+        harness.state().notices
+    );
+    // Nothing was fetched on its own.
+    std::thread::sleep(Duration::from_millis(300));
+    harness.step();
+    assert!(server.log().is_empty(), "{:?}", server.log());
+
+    // The mirror's port changes from run to run: keep it out of the image.
+    let source = harness.get_by_label_contains("from 127.0.0.1").rect();
+    harness.mask(source);
+    harness.snapshot("first_run");
+    harness.get_by_label(FIRST_RUN_BUTTON).click();
+    harness.step();
+    step_until(&mut harness, "the progress bar", |app| {
+        matches!(
+            app.model_manager
+                .row("isnet-imgly-medium")
+                .unwrap()
+                .download,
+            backgrounderase::models::manager::RowDownload::Running {
+                progress: Some(_),
+                ..
+            }
+        )
+    });
+    step_until(&mut harness, "the engine", |app| {
+        matches!(app.engine, EngineStatus::Ready { .. })
+    });
+    assert_eq!(server.log().len(), 1, "one request: {:?}", server.log());
+    let model = dirs.models_dir().join("isnet-imgly-medium.onnx");
+    assert_eq!(
+        backgrounderase::checksum::sha256_file(&model).unwrap(),
+        "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"
+    );
+    harness.get_by_label_contains("Drop images here");
+    harness.get_by_label_contains("model installed");
+
+    harness
+        .state_mut()
+        .open_paths(vec![fixture("photos/coffee.jpg")]);
+    step_until(&mut harness, "the result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+}
+
+#[test]
+fn models_page_lists_licences_and_adds_a_confirmed_custom_model() {
+    use backgrounderase::app::Page;
+    let (_home, mut harness) = app_harness();
+    harness.get_by_label("Models").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().page, Page::Models);
+    harness.get_by_label_contains("nothing is fetched on its own");
+    assert!(harness.get_all_by_label("Licence: AGPL-3.0").count() >= 2);
+    harness.get_by_label("Licence: MIT");
+    // Bundled-or-set-up models say where they are; others offer a download.
+    assert!(harness.get_all_by_label_contains("Installed").count() >= 2);
+    harness.get_by_label("Download (4.6 MB)");
+
+    // A file outside the catalog waits for the user's confirmation.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("my-matting.onnx");
+    std::fs::write(&file, common::tiny_onnx_model()).unwrap();
+    harness.state_mut().import_model(file);
+    step_until(&mut harness, "the import check", |app| {
+        assert!(app.notices.is_empty(), "{:?}", app.notices);
+        app.model_manager.pending_custom.is_some()
+    });
+    harness.get_by_label_contains("matches no model in the catalog");
+    harness.get_by_label_contains("64×64");
+    assert!(
+        !harness
+            .state()
+            .model_manager
+            .catalog()
+            .models
+            .iter()
+            .any(|m| m.id.starts_with("custom-")),
+        "nothing is added before the user confirms"
+    );
+    harness.get_by_label("Add custom model").click();
+    step_until(&mut harness, "the custom model", |app| {
+        app.model_manager
+            .rows()
+            .iter()
+            .any(|r| r.is_custom && r.installed.is_some())
+    });
+    harness.get_by_label("my-matting");
+    harness.get_by_label("Licence unknown: check it before commercial use");
+    // The model in use cannot be removed from under the app; others can.
+    assert_eq!(harness.get_all_by_label("Remove").count(), 2);
+    step_until(&mut harness, "the engine", |app| {
+        matches!(app.engine, EngineStatus::Ready { .. })
+    });
+    harness.snapshot("models_page");
 }

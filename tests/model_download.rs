@@ -355,58 +355,6 @@ fn cli_models_download_list_and_remove() {
     assert!(!path.exists());
 }
 
-/// A 64×64 "model" made here: the channel mean through a sigmoid, so
-/// bright pixels come out opaque. Small and quick, for the custom import.
-fn tiny_onnx_model() -> Vec<u8> {
-    use onnx_protobuf::{
-        AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-        TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_shape_proto,
-        type_proto,
-    };
-    let value = |name: &str, dims: &[i64]| {
-        let mut shape = TensorShapeProto::new();
-        for &d in dims {
-            let mut dim = tensor_shape_proto::Dimension::new();
-            dim.set_dim_value(d);
-            shape.dim.push(dim);
-        }
-        let mut tensor = type_proto::Tensor::new();
-        tensor.elem_type = 1;
-        tensor.shape = Some(shape).into();
-        let mut kind = TypeProto::new();
-        kind.set_tensor_type(tensor);
-        let mut info = ValueInfoProto::new();
-        info.name = name.into();
-        info.type_ = Some(kind).into();
-        info
-    };
-    let mut mean = NodeProto::new();
-    mean.op_type = "ReduceMean".into();
-    mean.input.push("image".into());
-    mean.output.push("mean".into());
-    let mut axes = AttributeProto::new();
-    axes.name = "axes".into();
-    axes.type_ = attribute_proto::AttributeType::INTS.into();
-    axes.ints = vec![1];
-    mean.attribute.push(axes);
-    let mut sigmoid = NodeProto::new();
-    sigmoid.op_type = "Sigmoid".into();
-    sigmoid.input.push("mean".into());
-    sigmoid.output.push("alpha".into());
-    let mut graph = GraphProto::new();
-    graph.name = "tiny".into();
-    graph.node = vec![mean, sigmoid];
-    graph.input.push(value("image", &[1, 3, 64, 64]));
-    graph.output.push(value("alpha", &[1, 1, 64, 64]));
-    let mut opset = OperatorSetIdProto::new();
-    opset.version = 17;
-    let mut model = ModelProto::new();
-    model.ir_version = 8;
-    model.opset_import.push(opset);
-    model.graph = Some(graph).into();
-    model.write_to_bytes().unwrap()
-}
-
 #[test]
 fn imports_match_the_catalog_or_become_custom_models_that_run() {
     let (_home, installed) = common::fresh_profile();
@@ -454,7 +402,7 @@ fn imports_match_the_catalog_or_become_custom_models_that_run() {
 
     // An unknown model is inspected, not installed, until confirmed.
     let tiny = home.path().join("tiny.onnx");
-    std::fs::write(&tiny, tiny_onnx_model()).unwrap();
+    std::fs::write(&tiny, common::tiny_onnx_model()).unwrap();
     let ImportOutcome::Unrecognised(unknown) = models::import_file(&tiny, &catalog, &dirs).unwrap()
     else {
         panic!("the tiny model is not in the catalog")

@@ -9,6 +9,7 @@ mod canvas;
 mod editor;
 mod frame_probe;
 mod gpu_canvas;
+mod models_page;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,6 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText};
 
-use crate::catalog::{self, ModelCatalog};
 use crate::engine::composite::{CompositeBackground, composite};
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::encode::{
@@ -27,6 +27,7 @@ use crate::engine::encode::{
 use crate::engine::finish::{self, FinishSettings};
 use crate::engine::inference::SessionOptions;
 use crate::gpu::Compositor;
+use crate::models::manager::{ManagerEvent, ModelManager};
 use crate::paths::AppDirs;
 use crate::privacy::Privacy;
 use crate::privacy::recent::{self, SavedResult};
@@ -38,6 +39,7 @@ pub use account::CONSENT_LABEL;
 pub use batch_panel::{BatchPanel, BatchRun, FileState};
 pub use canvas::{Background, BackgroundAction, CanvasEvent, CanvasView};
 pub use editor::{BrushTool, EditAction};
+pub use models_page::{FIRST_RUN_BUTTON, ModelsAction};
 pub use workspace::{Item, Status, Workspace};
 
 pub const OPEN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::O);
@@ -65,21 +67,12 @@ pub struct Notice {
     pub is_error: bool,
 }
 
-/// A catalog model as the model picker shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelChoice {
-    pub id: String,
-    pub name: String,
-    pub licence: String,
-    /// `None` when installed; otherwise how to install it.
-    pub missing_hint: Option<String>,
-}
-
-/// The two pages of the window.
+/// The pages of the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Page {
     Workspace,
     Batch,
+    Models,
     Account,
 }
 
@@ -102,7 +95,9 @@ pub struct DesktopApp {
     last_sweep: std::time::Instant,
     confirm_delete: bool,
     dirs: AppDirs,
-    pub models: Vec<ModelChoice>,
+    /// The catalog, what is installed, downloads and imports.
+    pub model_manager: ModelManager,
+    custom_form: models_page::CustomForm,
     /// The model in use (catalog id).
     pub model: String,
     pub workspace: Workspace,
@@ -152,22 +147,6 @@ impl DesktopApp {
         let ctx = &cc.egui_ctx;
         let render_state = cc.wgpu_render_state.clone();
         let compositor = render_state.as_ref().map(gpu_canvas::GpuCanvas::install);
-        let catalog = ModelCatalog::builtin();
-        let models = catalog
-            .models
-            .iter()
-            .map(|m| ModelChoice {
-                id: m.id.clone(),
-                name: m.display_name.clone(),
-                licence: m.license.name.clone(),
-                missing_hint: match catalog::find_installed(m, &dirs) {
-                    Some(_) => None,
-                    None => Some(catalog::how_to_get(m, &dirs.models_dir())),
-                },
-            })
-            .collect();
-        let model = model.unwrap_or(catalog.default_model);
-        let worker = spawn_worker(ctx, &dirs, &model);
         let (tasks_tx, tasks_rx) = bounded(16);
         let mut notices = Vec::new();
         let privacy = match Privacy::open(&dirs, Arc::new(SystemClock)) {
@@ -214,6 +193,16 @@ impl DesktopApp {
             }
             None => (None, None),
         };
+        let wake_ctx = ctx.clone();
+        let model_manager = ModelManager::new(
+            dirs.clone(),
+            privacy
+                .as_ref()
+                .and_then(|p| p.settings.npm_registry.clone()),
+            Arc::new(move || wake_ctx.request_repaint()),
+        );
+        let model = model.unwrap_or_else(|| model_manager.catalog().default_model.clone());
+        let worker = spawn_worker(ctx, &dirs, &model);
         let mut app = Self {
             worker,
             page: Page::Workspace,
@@ -224,7 +213,8 @@ impl DesktopApp {
             last_sweep: std::time::Instant::now(),
             confirm_delete: false,
             dirs,
-            models,
+            model_manager,
+            custom_form: Default::default(),
             model,
             workspace: Workspace::default(),
             engine: EngineStatus::Loading,
@@ -449,6 +439,12 @@ impl DesktopApp {
             return;
         }
         self.model = id.to_string();
+        self.reload_engine();
+    }
+
+    /// A new worker for the current model (after a switch, or once the
+    /// missing model was installed); open images are processed again.
+    fn reload_engine(&mut self) {
         let old = std::mem::replace(
             &mut self.worker,
             spawn_worker(&self.ctx, &self.dirs, &self.model),
@@ -463,10 +459,94 @@ impl DesktopApp {
             item.mask = None;
             item.preview_mask = None;
             item.textures = None;
+            item.edited_preview_mask = None;
+            item.finished_preview = None;
             item.status = Status::Queued;
             if !self.worker.open(item.id, ImageSource::Pixels(original)) {
                 item.status = Status::Failed("too many images waiting".into());
             }
+        }
+    }
+
+    /// Applies what model downloads and imports reported.
+    fn drain_model_events(&mut self) {
+        for event in self.model_manager.poll() {
+            match event {
+                ManagerEvent::Installed { id, .. } => {
+                    let name = self
+                        .model_manager
+                        .row(&id)
+                        .map_or(id.clone(), |r| r.name.clone());
+                    self.notices.push(Notice {
+                        text: format!("model installed: {name}"),
+                        is_error: false,
+                    });
+                    // The model that was missing, or the first one there is: use it.
+                    let engine_down = matches!(self.engine, EngineStatus::Failed(_));
+                    if id == self.model && engine_down {
+                        self.reload_engine();
+                    } else if engine_down && !self.model_manager.is_installed(&self.model) {
+                        self.switch_model(&id);
+                    }
+                }
+                ManagerEvent::DownloadFailed { message, .. }
+                | ManagerEvent::ImportFailed { message } => self.notices.push(Notice {
+                    text: message,
+                    is_error: true,
+                }),
+                ManagerEvent::DownloadCancelled { message, .. } => self.notices.push(Notice {
+                    text: message,
+                    is_error: false,
+                }),
+                ManagerEvent::NeedsConfirmation(unknown) => {
+                    self.custom_form = models_page::CustomForm {
+                        name: unknown
+                            .path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        ..Default::default()
+                    };
+                    self.page = Page::Models;
+                }
+            }
+        }
+    }
+
+    /// Installs a model file the user chose (checked on a thread).
+    pub fn import_model(&mut self, path: PathBuf) {
+        self.model_manager.import(path);
+    }
+
+    fn models_action(&mut self, action: ModelsAction) {
+        match action {
+            ModelsAction::None => {}
+            ModelsAction::Use(id) => self.switch_model(&id),
+            ModelsAction::Download(id) => self.model_manager.start_download(&id),
+            ModelsAction::Cancel(id) => self.model_manager.cancel_download(&id),
+            ModelsAction::Remove(id) => match self.model_manager.remove(&id) {
+                Ok(_) => self.notices.push(Notice {
+                    text: format!("model removed from your models folder: {id}"),
+                    is_error: false,
+                }),
+                Err(text) => self.notices.push(Notice {
+                    text,
+                    is_error: true,
+                }),
+            },
+            ModelsAction::Import => match rfd::FileDialog::new()
+                .add_filter("ONNX models", &["onnx"])
+                .pick_file()
+            {
+                Some(path) => self.import_model(path),
+                None => self.dialog_unavailable_hint(),
+            },
+            ModelsAction::ConfirmCustom => {
+                let form = self.custom_form.clone();
+                self.model_manager.confirm_custom(&form.name, form.preset);
+            }
+            ModelsAction::DismissCustom => self.model_manager.dismiss_custom(),
+            ModelsAction::ShowModels => self.page = Page::Models,
         }
     }
 
@@ -498,6 +578,7 @@ impl DesktopApp {
 
     /// Applies what the worker and export threads reported since last frame.
     pub fn drain_events(&mut self) {
+        self.drain_model_events();
         // Whatever page is shown: the batch waits on a bounded channel.
         if let Some(run) = &mut self.batch.run {
             run.update();
@@ -508,10 +589,14 @@ impl DesktopApp {
                     self.engine = EngineStatus::Ready { model, provider }
                 }
                 Event::EngineFailed { message } => {
-                    self.notices.push(Notice {
-                        text: message.clone(),
-                        is_error: true,
-                    });
+                    // A missing model is explained by the first-run card and
+                    // the Models page, not by an error line.
+                    if self.model_manager.is_installed(&self.model) {
+                        self.notices.push(Notice {
+                            text: message.clone(),
+                            is_error: true,
+                        });
+                    }
                     self.engine = EngineStatus::Failed(message);
                 }
                 Event::Decoded { id, image, preview } => self.workspace.decoded(id, image, preview),
@@ -921,6 +1006,9 @@ impl DesktopApp {
                 EngineStatus::Ready { model, provider } => {
                     ui.label(format!("{model} · {provider}"));
                 }
+                EngineStatus::Failed(_) if !self.model_manager.is_installed(&self.model) => {
+                    ui.label("No model installed yet");
+                }
                 EngineStatus::Failed(_) => {
                     ui.colored_label(ui.visuals().error_fg_color, "Model not loaded");
                 }
@@ -949,21 +1037,24 @@ impl DesktopApp {
     fn inspector(&mut self, ui: &mut egui::Ui) {
         ui.heading("Model");
         let mut chosen = None;
-        for m in &self.models {
+        for m in self.model_manager.rows() {
             let response = ui
                 .add_enabled(
-                    m.missing_hint.is_none(),
+                    m.installed.is_some(),
                     egui::Button::selectable(m.id == self.model, &m.name),
                 )
                 .on_hover_text(format!("Licence: {}", m.licence));
-            if let Some(hint) = &m.missing_hint {
-                response.on_disabled_hover_text(format!("Not installed: {hint}"));
+            if m.installed.is_none() {
+                response.on_disabled_hover_text("Not installed: get it on the Models page");
             } else if response.clicked() {
                 chosen = Some(m.id.clone());
             }
         }
         if let Some(id) = chosen {
             self.switch_model(&id);
+        }
+        if ui.button("Manage models…").clicked() {
+            self.page = Page::Models;
         }
         ui.add_space(12.0);
         ui.heading("Result");
@@ -1119,6 +1210,7 @@ impl eframe::App for DesktopApp {
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.page, Page::Workspace, "Workspace");
                 ui.selectable_value(&mut self.page, Page::Batch, "Batch");
+                ui.selectable_value(&mut self.page, Page::Models, "Models");
                 ui.selectable_value(&mut self.page, Page::Account, "Account");
             });
         });
@@ -1128,6 +1220,25 @@ impl eframe::App for DesktopApp {
                 egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
             }
             egui::CentralPanel::default().show(ui, |ui| self.account_page(ui));
+            return;
+        }
+        if self.page == Page::Models {
+            if !self.notices.is_empty() {
+                egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
+            }
+            egui::CentralPanel::default().show(ui, |ui| {
+                let action = egui::ScrollArea::vertical()
+                    .show(ui, |ui| {
+                        models_page::models_ui(
+                            ui,
+                            &self.model_manager,
+                            &self.model,
+                            &mut self.custom_form,
+                        )
+                    })
+                    .inner;
+                self.models_action(action);
+            });
             return;
         }
         if self.page == Page::Batch {
@@ -1174,6 +1285,10 @@ impl eframe::App for DesktopApp {
                     {
                         self.commit_stroke();
                     }
+                }
+                None if !self.model_manager.is_installed(&self.model) => {
+                    let action = models_page::first_run_ui(ui, &self.model_manager, &self.model);
+                    self.models_action(action);
                 }
                 None => canvas::empty_state(ui, hovering),
             }

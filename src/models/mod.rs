@@ -95,8 +95,12 @@ pub enum Location {
 pub fn location_of(path: &Path, dirs: &AppDirs) -> Location {
     let user = dirs.models_dir();
     let user = user.canonicalize().unwrap_or(user);
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    if path.starts_with(&user) {
+    // The folder, not the file: a model linked into the user's folder is theirs.
+    let folder = path.parent().unwrap_or(path);
+    let folder = folder
+        .canonicalize()
+        .unwrap_or_else(|_| folder.to_path_buf());
+    if folder.starts_with(&user) {
         Location::User
     } else {
         Location::Bundled

@@ -83,11 +83,71 @@ pub fn fresh_profile() -> (tempfile::TempDir, AppDirs) {
     let dirs = AppDirs::under(home.path());
     let installed = AppDirs::discover();
     std::fs::create_dir_all(&dirs.data).unwrap();
-    std::os::unix::fs::symlink(installed.models_dir(), dirs.models_dir()).unwrap();
+    // Each model file linked into a folder of the profile's own, so that
+    // tests that install or remove models never touch the real folder.
+    std::fs::create_dir_all(dirs.models_dir()).unwrap();
+    for entry in std::fs::read_dir(installed.models_dir()).unwrap().flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".onnx") {
+            std::os::unix::fs::symlink(entry.path(), dirs.models_dir().join(name)).unwrap();
+        }
+    }
     std::os::unix::fs::symlink(installed.runtime_dir(), dirs.runtime_dir()).unwrap();
     // The fp32 copy `setup` made of the model (remade otherwise, ≈ 2 s each).
     std::fs::create_dir_all(installed.derived_models_dir()).unwrap();
     std::fs::create_dir_all(&dirs.cache).unwrap();
     std::os::unix::fs::symlink(installed.derived_models_dir(), dirs.derived_models_dir()).unwrap();
     (home, dirs)
+}
+
+/// A 64×64 "model" made here: the channel mean through a sigmoid, so
+/// bright pixels come out opaque. Small and quick, for the custom import.
+pub fn tiny_onnx_model() -> Vec<u8> {
+    use onnx_protobuf::{
+        AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+        TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_shape_proto,
+        type_proto,
+    };
+    let value = |name: &str, dims: &[i64]| {
+        let mut shape = TensorShapeProto::new();
+        for &d in dims {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            dim.set_dim_value(d);
+            shape.dim.push(dim);
+        }
+        let mut tensor = type_proto::Tensor::new();
+        tensor.elem_type = 1;
+        tensor.shape = Some(shape).into();
+        let mut kind = TypeProto::new();
+        kind.set_tensor_type(tensor);
+        let mut info = ValueInfoProto::new();
+        info.name = name.into();
+        info.type_ = Some(kind).into();
+        info
+    };
+    let mut mean = NodeProto::new();
+    mean.op_type = "ReduceMean".into();
+    mean.input.push("image".into());
+    mean.output.push("mean".into());
+    let mut axes = AttributeProto::new();
+    axes.name = "axes".into();
+    axes.type_ = attribute_proto::AttributeType::INTS.into();
+    axes.ints = vec![1];
+    mean.attribute.push(axes);
+    let mut sigmoid = NodeProto::new();
+    sigmoid.op_type = "Sigmoid".into();
+    sigmoid.input.push("mean".into());
+    sigmoid.output.push("alpha".into());
+    let mut graph = GraphProto::new();
+    graph.name = "tiny".into();
+    graph.node = vec![mean, sigmoid];
+    graph.input.push(value("image", &[1, 3, 64, 64]));
+    graph.output.push(value("alpha", &[1, 1, 64, 64]));
+    let mut opset = OperatorSetIdProto::new();
+    opset.version = 17;
+    let mut model = ModelProto::new();
+    model.ir_version = 8;
+    model.opset_import.push(opset);
+    model.graph = Some(graph).into();
+    model.write_to_bytes().unwrap()
 }
