@@ -12,7 +12,13 @@ use std::sync::{Mutex, OnceLock};
 use crate::paths::{AppDirs, executable_dir};
 
 /// The ONNX Runtime release this build's `ort` bindings target (API 31).
+#[cfg(feature = "ort-1-31")]
 pub const ORT_VERSION: &str = "1.31.1";
+/// The ONNX Runtime release of the DirectML build (API 24).
+#[cfg(all(feature = "ort-1-24", not(feature = "ort-1-31")))]
+pub const ORT_VERSION: &str = "1.24.4";
+#[cfg(not(any(feature = "ort-1-31", feature = "ort-1-24")))]
+compile_error!("choose an ONNX Runtime API level: feature `ort-1-31` (default) or `ort-1-24`");
 
 /// Environment variable naming the library file explicitly (ort's convention).
 pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
