@@ -44,7 +44,7 @@ pub enum Error {
         path: PathBuf,
     },
 
-    #[error("{0}")]
+    #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
 
     #[error("unknown model '{id}' (known models: {known})")]

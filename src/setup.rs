@@ -46,9 +46,9 @@ pub enum SetupError {
         detail: String,
         path: PathBuf,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Checksum(#[from] ChecksumMismatch),
-    #[error("{0}")]
+    #[error(transparent)]
     Download(Box<crate::models::InstallError>),
 }
 

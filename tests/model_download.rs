@@ -222,6 +222,76 @@ fn a_missing_file_is_an_http_error_naming_the_address() {
     );
 }
 
+#[test]
+fn an_untrusted_certificate_is_reported_at_once_not_retried() {
+    // A real TLS server (openssl s_server) with a self-signed certificate:
+    // what a wrong host or an untrusted proxy looks like. A retry cannot
+    // mend it, so there is no backoff, and the error says why.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("https://127.0.0.1:{port}/m.onnx");
+    let started = std::time::Instant::now();
+    let (result, _) = get(
+        &url,
+        &dir.path().join("m.onnx"),
+        &Checksum::Sha256("0".repeat(64)),
+        &AtomicBool::new(false),
+    );
+    let elapsed = started.elapsed();
+    let _ = server.kill();
+    let _ = server.wait();
+    let err = result.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, DownloadError::Connect { .. }), "{text}");
+    assert!(
+        text.contains("certificate") && text.ends_with(&url),
+        "{text}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(400),
+        "no backoff: {elapsed:?}"
+    );
+    assert!(!download::part_path(&dir.path().join("m.onnx")).exists());
+}
+
 /// The real IMG.LY package, as `setup` cached it, served as a registry mirror.
 fn registry_with_the_real_package() -> FileServer {
     let tarball = AppDirs::discover()

@@ -46,8 +46,11 @@ pub enum DownloadError {
     Insecure { url: String },
     #[error("the server answered HTTP {status}: {url}")]
     Status { status: u16, url: String },
+    #[error("cannot download ({detail}): {url}")]
+    Connect { detail: String, url: String },
     #[error(
-        "the download broke off after {attempts} tries ({detail}); {done} bytes are kept and the next try resumes: {}",
+        "the download broke off after {attempts} tries ({detail}); {}: {}",
+        kept(*done),
         part.display()
     )]
     Interrupted {
@@ -56,7 +59,7 @@ pub enum DownloadError {
         done: u64,
         part: PathBuf,
     },
-    #[error("download cancelled; {done} bytes are kept and the next try resumes: {}", part.display())]
+    #[error("download cancelled; {}: {}", kept(*done), part.display())]
     Cancelled { done: u64, part: PathBuf },
     #[error("{0}; the downloaded file was deleted")]
     Checksum(ChecksumMismatch),
@@ -66,6 +69,14 @@ pub enum DownloadError {
         source: io::Error,
         path: PathBuf,
     },
+}
+
+fn kept(done: u64) -> String {
+    if done == 0 {
+        "nothing was kept".into()
+    } else {
+        format!("{done} bytes are kept and the next try resumes from there")
+    }
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DownloadError {
@@ -144,6 +155,7 @@ pub fn agent_for(url: &str) -> Result<ureq::Agent, DownloadError> {
         return Err(DownloadError::Insecure { url: url.into() });
     }
     let mut config = ureq::Agent::config_builder()
+        .tls_config(platform_tls())
         .http_status_as_error(false)
         .https_only(!loopback)
         .user_agent(USER_AGENT)
@@ -153,6 +165,36 @@ pub fn agent_for(url: &str) -> Result<ureq::Agent, DownloadError> {
         config = config.proxy(None);
     }
     Ok(config.build().into())
+}
+
+/// Certificates checked by the operating system's verifier and trust store:
+/// a company's TLS-inspecting proxy trusted by this computer is trusted here
+/// too, and revocation follows the platform.
+pub fn platform_tls() -> ureq::tls::TlsConfig {
+    ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build()
+}
+
+/// Worth another try: the network hiccuped; not: the address, the
+/// certificate or the configuration is wrong, which a retry cannot mend.
+fn is_transient(error: &ureq::Error) -> bool {
+    use std::io::ErrorKind::*;
+    match error {
+        ureq::Error::Io(e) => matches!(
+            e.kind(),
+            ConnectionReset
+                | ConnectionAborted
+                | ConnectionRefused
+                | BrokenPipe
+                | TimedOut
+                | UnexpectedEof
+                | Interrupted
+                | NotConnected
+        ),
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::BodyStalled => true,
+        _ => false,
+    }
 }
 
 fn is_loopback(url: &str) -> bool {
@@ -280,7 +322,13 @@ fn fetch_once(
     }
     let response = match call.call() {
         Ok(response) => response,
-        Err(e) => return Ok(Attempt::Retry(e.to_string())),
+        Err(e) if is_transient(&e) => return Ok(Attempt::Retry(e.to_string())),
+        Err(e) => {
+            return Err(DownloadError::Connect {
+                detail: e.to_string(),
+                url: request.url.to_string(),
+            });
+        }
     };
     let status = response.status().as_u16();
     let header = |name: &str| {

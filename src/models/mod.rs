@@ -26,13 +26,13 @@ pub const CUSTOM_MODELS_FILE: &str = "custom-models.ron";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("{0}")]
+    #[error(transparent)]
     Download(#[from] DownloadError),
-    #[error("{0}")]
+    #[error(transparent)]
     Checksum(#[from] ChecksumMismatch),
     #[error("model '{id}' has no public download address; import its file instead")]
     NotDownloadable { id: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
     #[error("not an ONNX model ({detail}): {}", path.display())]
     NotOnnx { detail: String, path: PathBuf },

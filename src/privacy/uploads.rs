@@ -461,6 +461,7 @@ impl SenderThread {
         };
         let agent = self.agent.get_or_insert_with(|| {
             let mut config = ureq::Agent::config_builder()
+                .tls_config(crate::models::download::platform_tls())
                 .http_status_as_error(false)
                 .https_only(!endpoint.loopback)
                 .user_agent(USER_AGENT)
