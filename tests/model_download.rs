@@ -374,6 +374,37 @@ fn the_manager_downloads_the_default_model_from_a_registry_mirror() {
 }
 
 #[test]
+fn both_models_of_one_package_asked_at_once_fetch_it_once() {
+    let server = registry_with_the_real_package();
+    server.throttle(Duration::from_micros(200));
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    let mut manager = ModelManager::new(dirs.clone(), Some(server.base.clone()), Arc::new(|| {}));
+    manager.start_download("isnet-imgly-medium");
+    manager.start_download("isnet-imgly-small");
+    let mut events = manager.wait_idle(Duration::from_secs(300));
+    events.sort_by_key(|e| format!("{e:?}"));
+    assert!(
+        matches!(
+            &events[..],
+            [ManagerEvent::Installed { id: a, .. }, ManagerEvent::Installed { id: b, .. }]
+                if a == "isnet-imgly-medium" && b == "isnet-imgly-small"
+        ),
+        "{events:?}"
+    );
+    assert_eq!(
+        server.log().len(),
+        1,
+        "one package download: {:?}",
+        server.log()
+    );
+    assert_eq!(
+        sha256_file(&dirs.models_dir().join("isnet-imgly-small.onnx")).unwrap(),
+        "7001d60734fdc112dd9c062635fb59cd401fb82a9d4213134bce4dbd655c803a"
+    );
+}
+
+#[test]
 fn cli_models_download_list_and_remove() {
     let server = registry_with_the_real_package();
     let home = tempfile::tempdir().unwrap();

@@ -5,10 +5,12 @@
 pub mod download;
 pub mod manager;
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use onnx_protobuf::{Message, ModelProto};
 use serde::{Deserialize, Serialize};
@@ -130,6 +132,8 @@ pub fn download_model(
     let target = models.join(&entry.file);
     match &entry.source {
         ModelSource::Url(_) => {
+            let lock = file_lock(&target);
+            let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
             download::download(
                 &Download {
                     url: &url,
@@ -156,6 +160,10 @@ pub fn download_model(
             };
             let downloads = dirs.downloads_dir();
             let tarball = downloads.join(crate::setup::npm_tarball_name(package, version));
+            // Both IMG.LY models come from this one package: a second model
+            // asked for meanwhile waits, then finds it cached.
+            let lock = file_lock(&tarball);
+            let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
             let expected = Checksum::Sha512(sha512.clone());
             let cached_ok = tarball.is_file() && {
                 let mut hasher = Hasher::for_checksum(&expected);
@@ -183,6 +191,18 @@ pub fn download_model(
             id: entry.id.clone(),
         }),
     }
+}
+
+/// One writer per downloaded file in this process (its `.part` is shared).
+fn file_lock(path: &Path) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(path.to_path_buf())
+        .or_default()
+        .clone()
 }
 
 /// What an imported file turned out to be.
