@@ -107,6 +107,25 @@ fn drop_compare_recolour_export() {
     );
     let cup = exported.get_pixel(300, 120).0;
     assert!(cup[0] > cup[1], "the cup keeps its colour: {cup:?}");
+
+    // Copy renders on a thread: the window keeps drawing meanwhile, and the
+    // clipboard answer (here: there may be no display) comes back as a notice.
+    harness.get_by_label("Copy").click();
+    harness.step();
+    assert!(
+        harness.state().copying,
+        "the click returns before the render"
+    );
+    step_until(&mut harness, "the copy", |app| !app.copying);
+    assert!(
+        harness
+            .state()
+            .notices
+            .iter()
+            .any(|n| n.text == "result copied" || n.text.starts_with("could not copy")),
+        "{:?}",
+        harness.state().notices
+    );
 }
 
 #[test]

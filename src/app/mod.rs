@@ -115,6 +115,8 @@ pub struct DesktopApp {
     compositor: Option<Arc<Compositor>>,
     tasks_tx: Sender<TaskResult>,
     tasks_rx: Receiver<TaskResult>,
+    /// A copy is being rendered (one at a time).
+    pub copying: bool,
     next_picture_key: u64,
     ctx: egui::Context,
     frame_probe: Option<frame_probe::FrameProbe>,
@@ -126,6 +128,11 @@ enum TaskResult {
     /// A result was exported or copied: the user's final version.
     Delivered(ImageId),
     Picture(Result<image::RgbaImage, String>),
+    /// The finished cut-out to put on the clipboard.
+    CopyReady {
+        id: ImageId,
+        cut: image::RgbaImage,
+    },
     /// A recomputed preview mask (strokes and edge settings) for an item,
     /// valid if the item's mask has not changed since `version`.
     PreviewMask {
@@ -228,6 +235,7 @@ impl DesktopApp {
             compositor,
             tasks_tx,
             tasks_rx,
+            copying: false,
             next_picture_key: 1,
             ctx: ctx.clone(),
             frame_probe: frame_probe::FrameProbe::from_env(),
@@ -659,6 +667,7 @@ impl DesktopApp {
             match result {
                 TaskResult::Notice(n) => self.notices.push(n),
                 TaskResult::Delivered(id) => self.delivered(id),
+                TaskResult::CopyReady { id, cut } => self.finish_copy(id, cut),
                 TaskResult::PreviewMask {
                     id,
                     version,
@@ -911,21 +920,37 @@ impl DesktopApp {
         });
     }
 
+    /// Renders the finished cut-out off the UI thread (≈ 1.7 s at 12 MP with
+    /// every edge and layout tool on); the clipboard is set when it is back.
     fn copy_result(&mut self) {
         let Some(item) = self.workspace.selected() else {
             return;
         };
-        let (Some(image), Some(mask)) = (&item.original, &item.mask) else {
+        let (Some(image), Some(mask)) = (item.original.clone(), item.mask.clone()) else {
             return;
         };
-        let (image, mask) = finish::render(image, mask, &item.strokes, &self.finish);
-        let cut = crate::engine::composite::cutout(&image, &mask);
+        if self.copying {
+            return;
+        }
+        self.copying = true;
+        let (id, strokes, settings) = (item.id, item.strokes.clone(), self.finish);
+        let (tx, ctx) = (self.tasks_tx.clone(), self.ctx.clone());
+        std::thread::spawn(move || {
+            let (image, mask) = finish::render(&image, &mask, &strokes, &settings);
+            let cut = crate::engine::composite::cutout(&image, &mask);
+            let _ = tx.send(TaskResult::CopyReady { id, cut });
+            ctx.request_repaint();
+        });
+    }
+
+    /// Puts a rendered cut-out on the clipboard.
+    fn finish_copy(&mut self, image_id: ImageId, cut: image::RgbaImage) {
+        self.copying = false;
         let data = arboard::ImageData {
             width: cut.width() as usize,
             height: cut.height() as usize,
             bytes: cut.into_raw().into(),
         };
-        let image_id = item.id;
         let result = arboard::Clipboard::new().and_then(|mut c| c.set_image(data));
         if result.is_ok() {
             self.delivered(image_id);
@@ -1107,7 +1132,10 @@ impl DesktopApp {
                 self.export_dialog();
             }
             let copy = ui
-                .add_enabled(ready, egui::Button::new("Copy"))
+                .add_enabled(
+                    ready && !self.copying,
+                    egui::Button::new(if self.copying { "Copying…" } else { "Copy" }),
+                )
                 .on_hover_text(format!(
                     "Copy the result ({})",
                     ui.ctx().format_shortcut(&COPY)
