@@ -106,27 +106,11 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        let Some(head) = read_head(&mut reader) else {
             return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut headers = HashMap::new();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-            }
-        }
+        };
+        let (method, path) = (head.method, head.path);
+        let headers: HashMap<String, String> = head.headers.into_iter().collect();
         let (file, cut, throttle) = {
             let mut state = state.lock().unwrap();
             let file = state.files.get(&path).cloned();
@@ -202,6 +186,41 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             let _ = stream.flush();
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
+        }
+    }
+}
+
+/// A request's first line and headers (names in lower case).
+pub struct Head {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Reads a request line and its headers; `None` when the client closed first.
+pub fn read_head(reader: &mut impl BufRead) -> Option<Head> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let mut head = Head {
+        method: parts.next().unwrap_or_default().to_string(),
+        path: parts.next().unwrap_or_default().to_string(),
+        headers: Vec::new(),
+    };
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            return Some(head);
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            head.headers
+                .push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
 }

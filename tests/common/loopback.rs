@@ -123,31 +123,15 @@ fn serve(
 ) {
     stream.set_nonblocking(false).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+    let Some(head) = super::file_server::read_head(&mut reader) else {
         return;
-    }
-    let mut parts = line.split_whitespace();
-    let mut request = Request {
-        method: parts.next().unwrap_or_default().to_string(),
-        path: parts.next().unwrap_or_default().to_string(),
+    };
+    let request = Request {
+        method: head.method,
+        path: head.path,
+        headers: head.headers,
         ..Default::default()
     };
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-            return;
-        }
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            request
-                .headers
-                .push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
     let index = {
         let mut all = requests.lock().unwrap();
         all.push(request.clone());
