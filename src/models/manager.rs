@@ -328,11 +328,20 @@ impl ModelManager {
         let mut events = Vec::new();
         let mut changed = false;
         while let Ok(report) = self.reports_rx.try_recv() {
-            changed = true;
+            // Progress touches one row in memory; everything else may have
+            // changed what is on disk, so the rows are read again once.
+            changed |= !matches!(report, Report::Progress { .. });
             match report {
                 Report::Progress { id, progress } => {
                     if let Some(running) = self.downloads.get_mut(&id) {
                         running.progress = Some(progress);
+                    }
+                    if let Some(row) = self.rows.iter_mut().find(|r| r.id == id)
+                        && let RowDownload::Running {
+                            progress: shown, ..
+                        } = &mut row.download
+                    {
+                        *shown = Some(progress);
                     }
                 }
                 Report::Downloaded { id, result } => {

@@ -68,21 +68,20 @@ pub fn profile_catalog(dirs: &AppDirs) -> ModelCatalog {
     let path = dirs.models_dir().join(CUSTOM_MODELS_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => match ron::from_str::<Vec<ModelEntry>>(&text) {
-            Ok(custom) => catalog.models.extend(
-                custom
+            Ok(custom) => {
+                // A custom entry never shadows a built-in one.
+                let custom: Vec<_> = custom
                     .into_iter()
-                    .filter(|m| catalog_has_no(m, &ModelCatalog::builtin())),
-            ),
+                    .filter(|m| catalog.get(&m.id).is_none())
+                    .collect();
+                catalog.models.extend(custom);
+            }
             Err(e) => tracing::warn!(path = %path.display(), "custom model list unreadable: {e}"),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(path = %path.display(), "custom model list unreadable: {e}"),
     }
     catalog
-}
-
-fn catalog_has_no(entry: &ModelEntry, builtin: &ModelCatalog) -> bool {
-    builtin.get(&entry.id).is_none()
 }
 
 /// Where an installed model's file lives, as the Models page says it.
