@@ -86,7 +86,7 @@ fn main() {
     let inputs = make_inputs(tmp.path());
     let t = Instant::now();
     let mut engine = Engine::load(
-        &AppDirs::discover(),
+        &AppDirs::discover().unwrap(),
         &ModelCatalog::builtin(),
         None,
         &SessionOptions::default(),

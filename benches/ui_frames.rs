@@ -39,7 +39,7 @@ fn main() {
 
     // A profile of its own (the installed runtime and models linked in), so
     // no earlier work is restored into the measurement.
-    let installed = AppDirs::discover();
+    let installed = AppDirs::discover().unwrap();
     let dirs = AppDirs::under(&tmp.path().join("home"));
     std::fs::create_dir_all(&dirs.data).unwrap();
     std::os::unix::fs::symlink(installed.models_dir(), dirs.models_dir()).unwrap();
@@ -47,7 +47,17 @@ fn main() {
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .wgpu()
-        .build_eframe(move |cc| DesktopApp::new(cc, dirs, None, Vec::new()));
+        .build_eframe(move |cc| {
+            DesktopApp::new(
+                cc,
+                backgrounderase::app::AppStart::new(
+                    dirs,
+                    backgrounderase::privacy::schedule::Cleanup::Scheduled {
+                        scheduler: backgrounderase::privacy::schedule::Scheduler::Systemd,
+                    },
+                ),
+            )
+        });
     // Let the model load first: this measures an image's journey, not start-up.
     let ready = Instant::now();
     while matches!(

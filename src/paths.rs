@@ -7,6 +7,13 @@ use std::path::{Path, PathBuf};
 /// Environment variable that moves every file the app owns under one folder.
 pub const HOME_ENV: &str = "BACKGROUNDERASE_HOME";
 
+/// No home folder and no `BACKGROUNDERASE_HOME` (some service accounts).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "there is no home folder to keep settings and models in; set BACKGROUNDERASE_HOME to a folder of your own"
+)]
+pub struct NoHome;
+
 /// The folders the app reads and writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppDirs {
@@ -21,21 +28,19 @@ pub struct AppDirs {
 impl AppDirs {
     /// Resolves the folders from `BACKGROUNDERASE_HOME`, else the platform's
     /// conventional locations (XDG on Linux, `Application Support` on macOS,
-    /// `%APPDATA%` on Windows).
-    pub fn discover() -> Self {
+    /// `%APPDATA%` on Windows). With neither there is no place of the user's
+    /// own to keep anything: an error, never the current folder.
+    pub fn discover() -> Result<Self, NoHome> {
         if let Some(home) = env::var_os(HOME_ENV).filter(|v| !v.is_empty()) {
-            return Self::under(Path::new(&home));
+            return Ok(Self::under(Path::new(&home)));
         }
-        match directories::ProjectDirs::from("app", "BackgroundErase", "backgrounderase") {
-            Some(dirs) => Self {
-                config: dirs.config_dir().to_path_buf(),
-                data: dirs.data_dir().to_path_buf(),
-                cache: dirs.cache_dir().to_path_buf(),
-            },
-            // No home directory at all (some service accounts): stay next to the
-            // working directory rather than failing to start.
-            None => Self::under(Path::new(".backgrounderase")),
-        }
+        let dirs = directories::ProjectDirs::from("app", "BackgroundErase", "backgrounderase")
+            .ok_or(NoHome)?;
+        Ok(Self {
+            config: dirs.config_dir().to_path_buf(),
+            data: dirs.data_dir().to_path_buf(),
+            cache: dirs.cache_dir().to_path_buf(),
+        })
     }
 
     /// All folders under one root, as used by `BACKGROUNDERASE_HOME`.

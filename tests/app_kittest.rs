@@ -225,7 +225,17 @@ fn harness_for<'a>(dirs: &AppDirs) -> Harness<'a, DesktopApp> {
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .wgpu()
-        .build_eframe(move |cc| DesktopApp::new(cc, dirs, None, Vec::new()))
+        .build_eframe(move |cc| {
+            DesktopApp::new(
+                cc,
+                backgrounderase::app::AppStart::new(
+                    dirs,
+                    backgrounderase::privacy::schedule::Cleanup::Scheduled {
+                        scheduler: backgrounderase::privacy::schedule::Scheduler::Systemd,
+                    },
+                ),
+            )
+        })
 }
 
 #[test]
@@ -656,7 +666,7 @@ fn restore_brush_undo_redo_and_canvas_preset() {
         let store = &app.privacy.as_ref().unwrap().store;
         recent::load_workspace(store)
             .first()
-            .is_some_and(|saved| saved.strokes.len() == 1)
+            .is_some_and(|kept| kept.result.strokes.len() == 1)
     });
     drop(harness);
     let mut harness = harness_for(&dirs);
@@ -727,7 +737,7 @@ fn profile_without_models(registry: &str) -> (tempfile::TempDir, AppDirs) {
     let dirs = AppDirs::under(home.path());
     std::fs::create_dir_all(&dirs.data).unwrap();
     std::os::unix::fs::symlink(
-        std::fs::canonicalize(AppDirs::discover().runtime_dir()).unwrap(),
+        std::fs::canonicalize(AppDirs::discover().unwrap().runtime_dir()).unwrap(),
         dirs.runtime_dir(),
     )
     .unwrap();
@@ -742,6 +752,7 @@ fn profile_without_models(registry: &str) -> (tempfile::TempDir, AppDirs) {
 
 fn registry_with_the_real_package() -> common::file_server::FileServer {
     let tarball = AppDirs::discover()
+        .unwrap()
         .downloads_dir()
         .join("imgly-background-removal-data-1.4.5.tgz");
     let server = common::file_server::FileServer::start();

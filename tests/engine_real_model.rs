@@ -256,7 +256,7 @@ fn the_fp32_copy_of_the_fp16_model_gives_the_same_mask() {
     use backgrounderase::paths::AppDirs;
 
     let mut engine = engine(); // holds the process's ONNX Runtime environment
-    let dirs = AppDirs::discover();
+    let dirs = AppDirs::discover().unwrap();
     let entry = ModelCatalog::builtin()
         .require("isnet-imgly-medium")
         .unwrap()

@@ -295,6 +295,7 @@ fn an_untrusted_certificate_is_reported_at_once_not_retried() {
 /// The real IMG.LY package, as `setup` cached it, served as a registry mirror.
 fn registry_with_the_real_package() -> FileServer {
     let tarball = AppDirs::discover()
+        .unwrap()
         .downloads_dir()
         .join("imgly-background-removal-data-1.4.5.tgz");
     let bytes = std::fs::read(&tarball).unwrap_or_else(|e| {
@@ -472,6 +473,7 @@ fn imports_match_the_catalog_or_become_custom_models_that_run() {
 
     // The real small model under another name is recognised by its checksum.
     let real = AppDirs::discover()
+        .unwrap()
         .models_dir()
         .join("isnet-imgly-small.onnx");
     let renamed = home.path().join("downloaded (1).onnx");

@@ -89,7 +89,14 @@ fn without_consent_nothing_is_queued_and_no_connection_is_made() {
             mask: &mask,
             model_id: "isnet-imgly-medium",
         };
-        let queued = enqueue(&privacy.store, &privacy.gate(), name, &sample).unwrap();
+        let queued = enqueue(
+            &privacy.store,
+            &privacy.gate(),
+            &privacy.consent_on_disk(),
+            name,
+            &sample,
+        )
+        .unwrap();
         assert!(queued.is_none(), "queued without consent");
     }
     // Even a sample left in the queue (say, by an older version) is not sent.
@@ -124,9 +131,15 @@ fn with_consent_samples_arrive_with_exactly_the_documented_content() {
             mask: &mask,
             model_id: "isnet-imgly-medium",
         };
-        enqueue(&privacy.store, &privacy.gate(), name, &sample)
-            .unwrap()
-            .expect("queued with consent");
+        enqueue(
+            &privacy.store,
+            &privacy.gate(),
+            &privacy.consent_on_disk(),
+            name,
+            &sample,
+        )
+        .unwrap()
+        .expect("queued with consent");
         sent.push((image, mask));
     }
     uploader.kick();
@@ -202,6 +215,7 @@ fn revoking_mid_queue_stops_the_upload_in_flight_and_empties_the_queue() {
         enqueue(
             &privacy.store,
             &privacy.gate(),
+            &privacy.consent_on_disk(),
             &format!("noise-{n}"),
             &sample,
         )
@@ -247,9 +261,15 @@ fn failed_uploads_are_retried_with_backoff() {
         mask: &mask,
         model_id: "m",
     };
-    enqueue(&privacy.store, &privacy.gate(), "coffee", &sample)
-        .unwrap()
-        .unwrap();
+    enqueue(
+        &privacy.store,
+        &privacy.gate(),
+        &privacy.consent_on_disk(),
+        "coffee",
+        &sample,
+    )
+    .unwrap()
+    .unwrap();
     uploader.kick();
     let requests = server.wait_for_complete(3, Duration::from_secs(20));
     assert_eq!(requests.len(), 3, "two failures, then success");
@@ -274,9 +294,15 @@ fn consent_withdrawn_on_disk_by_the_admin_cli_is_respected_at_send_time() {
         mask: &mask,
         model_id: "m",
     };
-    enqueue(&privacy.store, &privacy.gate(), "coffee", &sample)
-        .unwrap()
-        .unwrap();
+    enqueue(
+        &privacy.store,
+        &privacy.gate(),
+        &privacy.consent_on_disk(),
+        "coffee",
+        &sample,
+    )
+    .unwrap()
+    .unwrap();
     // `backgrounderase privacy opt-out` while the app runs.
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_backgrounderase"))
         .args(["privacy", "opt-out"])
@@ -296,4 +322,155 @@ fn consent_withdrawn_on_disk_by_the_admin_cli_is_respected_at_send_time() {
 fn plain_http_to_another_machine_is_refused() {
     let err = Endpoint::parse("http://192.0.2.1/v1/samples").unwrap_err();
     assert!(err.to_string().contains("https"), "{err}");
+}
+
+#[test]
+fn a_redirect_is_refused_not_followed() {
+    let server = LoopbackServer::start(Behaviour {
+        statuses: vec![307],
+        ..Default::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let mut privacy = open_privacy(home.path());
+    privacy.set_opted_in(true).unwrap();
+    let uploader = start_uploader(&privacy, &server, privacy.consent_on_disk());
+    let image = photo("photos/coffee.jpg");
+    let mask = mask_for(&image);
+    let sample = TrainingSample {
+        original: &image,
+        mask: &mask,
+        model_id: "m",
+    };
+    enqueue(
+        &privacy.store,
+        &privacy.gate(),
+        &privacy.consent_on_disk(),
+        "coffee",
+        &sample,
+    )
+    .unwrap()
+    .unwrap();
+    uploader.kick();
+    server.wait_for_complete(1, Duration::from_secs(20));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while uploader.state().last_error.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let requests = server.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "the redirect was followed: {:?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert_eq!(requests[0].path, "/v1/samples");
+    let error = uploader.state().last_error.unwrap_or_default();
+    assert!(error.contains("HTTP 307"), "{error}");
+    assert_eq!(uploader.state().sent, 0);
+    assert_eq!(privacy.queued_uploads(), 0, "refused for good, not retried");
+}
+
+#[test]
+fn opting_out_from_a_terminal_stops_an_upload_in_flight() {
+    let server = LoopbackServer::start(Behaviour {
+        body_delay: Duration::from_millis(2500),
+        ..Default::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let mut privacy = open_privacy(home.path());
+    privacy.set_opted_in(true).unwrap();
+    // The app's view of consent on disk: the real settings file.
+    let uploader = start_uploader(&privacy, &server, privacy.consent_on_disk());
+    let image = noise(2000);
+    let mask = mask_for(&image);
+    let sample = TrainingSample {
+        original: &image,
+        mask: &mask,
+        model_id: "m",
+    };
+    for n in 0..2 {
+        enqueue(
+            &privacy.store,
+            &privacy.gate(),
+            &privacy.consent_on_disk(),
+            &format!("noise-{n}"),
+            &sample,
+        )
+        .unwrap()
+        .unwrap();
+    }
+    uploader.kick();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // `backgrounderase privacy opt-out` in a terminal, while the body streams.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_backgrounderase"))
+        .args(["privacy", "opt-out"])
+        .env("BACKGROUNDERASE_HOME", home.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_secs(5));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "no request after the opt-out");
+    assert!(!requests[0].complete, "the upload in flight was cut off");
+    assert_eq!(uploader.state().sent, 0);
+    assert!(!privacy.gate().opted_in(), "the app follows the withdrawal");
+    assert_eq!(privacy.queued_uploads(), 0);
+}
+
+#[test]
+fn a_sample_queued_as_consent_is_withdrawn_never_survives_to_a_later_opt_in() {
+    let image = RgbaImage::from_pixel(64, 64, image::Rgba([1, 2, 3, 255]));
+    let mask = GrayImage::from_pixel(64, 64, image::Luma([200]));
+    for round in 0..20 {
+        let home = tempfile::tempdir().unwrap();
+        let mut privacy = open_privacy(home.path());
+        privacy.set_opted_in(true).unwrap();
+        let (store, gate, on_disk) = (
+            privacy.store.clone(),
+            privacy.gate(),
+            privacy.consent_on_disk(),
+        );
+        let (image, mask) = (image.clone(), mask.clone());
+        let writer = std::thread::spawn(move || {
+            let sample = TrainingSample {
+                original: &image,
+                mask: &mask,
+                model_id: "m",
+            };
+            let mut queued = 0;
+            while gate.opted_in() {
+                if enqueue(&store, &gate, &on_disk, "s", &sample)
+                    .unwrap()
+                    .is_some()
+                {
+                    queued += 1;
+                }
+            }
+            // A few more tries after the withdrawal is visible.
+            for _ in 0..5 {
+                assert!(
+                    enqueue(&store, &gate, &on_disk, "s", &sample)
+                        .unwrap()
+                        .is_none()
+                );
+            }
+            queued
+        });
+        std::thread::sleep(Duration::from_millis(5 + round));
+        privacy.set_opted_in(false).unwrap();
+        let queued = writer.join().unwrap();
+        assert!(queued > 0, "round {round}: the race did not happen");
+        assert_eq!(privacy.queued_uploads(), 0, "round {round}");
+        privacy.set_opted_in(true).unwrap();
+        assert_eq!(
+            privacy.queued_uploads(),
+            0,
+            "round {round}: a sample survived"
+        );
+    }
 }

@@ -4,11 +4,14 @@
 use egui::RichText;
 
 use crate::privacy::Privacy;
+use crate::privacy::schedule::Cleanup;
 use crate::privacy::store::{ItemKind, RETENTION, format_age};
 use crate::privacy::uploads::UploaderState;
 
 /// The toggle's label, in plain words (tests find it by this text).
 pub const CONSENT_LABEL: &str = "Allow my images to be used to improve models";
+/// Beside the toggle when an opt-out could not be written in full.
+pub const NOT_SAVED_RETRY: &str = "Not saved — retry";
 
 /// What the pane asks of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,18 +32,56 @@ pub fn account_ui(
 
     // First, and prominent: the single gate.
     let mut opted_in = privacy.opted_in();
-    let toggle = ui.checkbox(
-        &mut opted_in,
-        RichText::new(CONSENT_LABEL).size(18.0).strong(),
-    );
-    if toggle.changed() {
-        action = match privacy.set_opted_in(opted_in) {
-            Ok(()) => AccountAction::ConsentChanged,
-            Err(e) => AccountAction::Failed(e.to_string()),
-        };
+    ui.horizontal(|ui| {
+        let toggle = ui.checkbox(
+            &mut opted_in,
+            RichText::new(CONSENT_LABEL).size(18.0).strong(),
+        );
+        if toggle.changed() {
+            action = match privacy.set_opted_in(opted_in) {
+                Ok(()) => AccountAction::ConsentChanged,
+                Err(e) => AccountAction::Failed(e.to_string()),
+            };
+        }
+        // An opt-out in force that could not be written in full.
+        if privacy.unsaved_opt_out.is_some() {
+            let retry = ui
+                .button(RichText::new(NOT_SAVED_RETRY).color(ui.visuals().warn_fg_color))
+                .on_hover_text(privacy.unsaved_opt_out.clone().unwrap_or_default());
+            if retry.clicked() {
+                action = match privacy.set_opted_in(false) {
+                    Ok(()) => AccountAction::ConsentChanged,
+                    Err(e) => AccountAction::Failed(e.to_string()),
+                };
+            }
+        }
+    });
+    if privacy.unsaved_opt_out.is_some() {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            "You are opted out and nothing is uploaded, but the choice could not be saved in full.",
+        );
     }
-    ui.label("Off: nothing is uploaded, and everything this app keeps about your images is deleted after 24 hours.");
+    ui.label("Off: nothing is uploaded, and everything this app keeps about your images is deleted within 24 hours, whether or not the app is running.");
     ui.label("On: your images and corrected masks may be sent to improve the models, and local data is kept up to the size limit below.");
+    match &privacy.upload_endpoint {
+        Ok(endpoint) => ui.label(format!("Samples go to: {}", endpoint.host())),
+        Err(e) => ui.label(format!("Samples go nowhere: {e}")),
+    };
+    match &privacy.cleanup {
+        Cleanup::Scheduled { .. } => {
+            ui.label(format!(
+                "Automatic clean-up: {}",
+                privacy.cleanup.describe()
+            ));
+        }
+        Cleanup::SessionOnly { why } => {
+            ui.label(format!("Automatic clean-up: none ({why})."));
+            if !privacy.opted_in() {
+                ui.label("So recent work is not restored: everything the app keeps is deleted when it closes, and anything a crash left is deleted at the next start.");
+            }
+        }
+    }
     ui.add_space(16.0);
 
     ui.heading("Stored on this computer");
@@ -60,7 +101,7 @@ pub fn account_ui(
         {
             let left = (RETENTION - age).max(chrono::TimeDelta::zero());
             ui.label(format!(
-                "The oldest item is deleted in {}.",
+                "The oldest item is deleted within {}.",
                 format_age(left)
             ));
         } else {

@@ -27,15 +27,17 @@ use crate::engine::encode::{
 use crate::engine::finish::{self, FinishSettings};
 use crate::engine::inference::SessionOptions;
 use crate::gpu::Compositor;
+use crate::instance::{FirstInstance, Handoff, InstanceGuard};
 use crate::models::manager::{ManagerEvent, ModelManager};
 use crate::paths::AppDirs;
 use crate::privacy::Privacy;
-use crate::privacy::recent::{self, SavedResult};
+use crate::privacy::recent::{self, Kept};
+use crate::privacy::schedule::Cleanup;
 use crate::privacy::store::SystemClock;
-use crate::privacy::uploads::{Backoff, Endpoint, Uploader};
+use crate::privacy::uploads::{Backoff, Uploader};
 use crate::privacy::writer::{StoreJob, StoreReport, StoreWriter};
 use crate::worker::{Event, ImageId, ImageSource, KnownMask, Worker, WorkerConfig};
-pub use account::CONSENT_LABEL;
+pub use account::{CONSENT_LABEL, NOT_SAVED_RETRY};
 pub use batch_panel::{BatchPanel, BatchRun, FileState};
 pub use canvas::{Background, BackgroundAction, CanvasEvent, CanvasView};
 pub use editor::{BrushTool, EditAction};
@@ -79,6 +81,32 @@ pub enum Page {
 /// How often the retention sweep runs while the app is open.
 const SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 
+/// What the app starts with.
+pub struct AppStart {
+    pub dirs: AppDirs,
+    /// The model to use (catalog id); the catalog's default when `None`.
+    pub model: Option<String>,
+    /// Images to open.
+    pub paths: Vec<PathBuf>,
+    /// How what is kept gets deleted while the app is not running
+    /// (`privacy::schedule::ensure` for the real app).
+    pub cleanup: Cleanup,
+    /// This window's claim on the profile: later launches hand it files.
+    pub instance: Option<FirstInstance>,
+}
+
+impl AppStart {
+    pub fn new(dirs: AppDirs, cleanup: Cleanup) -> Self {
+        Self {
+            dirs,
+            model: None,
+            paths: Vec::new(),
+            cleanup,
+            instance: None,
+        }
+    }
+}
+
 pub struct DesktopApp {
     worker: Worker,
     pub page: Page,
@@ -91,7 +119,13 @@ pub struct DesktopApp {
     /// Sends training samples; idle (no connection) without consent.
     pub uploader: Option<Uploader>,
     /// What is kept of each finished image for the next start.
-    saved: std::collections::HashMap<ImageId, SavedResult>,
+    saved: std::collections::HashMap<ImageId, Kept>,
+    /// Images whose stored entry is gone (a day old, or purged): nothing
+    /// more of them is written, however long the app keeps them open.
+    not_kept: std::collections::HashSet<ImageId>,
+    /// Files handed over by later launches.
+    handoff: Option<Handoff>,
+    _instance: Option<InstanceGuard>,
     last_sweep: std::time::Instant,
     confirm_delete: bool,
     dirs: AppDirs,
@@ -144,25 +178,44 @@ enum TaskResult {
 }
 
 impl DesktopApp {
-    /// Starts the worker (the model loads in the background) and opens `paths`.
-    pub fn new(
-        cc: &eframe::CreationContext<'_>,
-        dirs: AppDirs,
-        model: Option<String>,
-        paths: Vec<PathBuf>,
-    ) -> Self {
+    /// Starts the worker (the model loads in the background) and opens the
+    /// start's paths.
+    pub fn new(cc: &eframe::CreationContext<'_>, start: AppStart) -> Self {
+        let AppStart {
+            dirs,
+            model,
+            paths,
+            cleanup,
+            instance,
+        } = start;
         let ctx = &cc.egui_ctx;
         let render_state = cc.wgpu_render_state.clone();
         let compositor = render_state.as_ref().map(gpu_canvas::GpuCanvas::install);
         let (tasks_tx, tasks_rx) = bounded(16);
         let mut notices = Vec::new();
         let privacy = match Privacy::open(&dirs, Arc::new(SystemClock)) {
-            Ok(privacy) => {
+            Ok(mut privacy) => {
                 if let Some(notice) = &privacy.notice {
                     notices.push(Notice {
                         text: notice.message(),
                         is_error: true,
                     });
+                }
+                // Before anything else: with no scheduler to delete it on
+                // time, what an earlier session left (a crash) goes now.
+                match privacy.start_app_session(cleanup) {
+                    Ok(0) => {}
+                    Ok(n) => notices.push(Notice {
+                        text: format!(
+                            "Deleted {n} item{} an earlier session left: no automatic clean-up is confirmed on this computer, so nothing is kept after the app closes (see Account).",
+                            if n == 1 { "" } else { "s" }
+                        ),
+                        is_error: false,
+                    }),
+                    Err(e) => notices.push(Notice {
+                        text: format!("Local data could not be deleted ({e})"),
+                        is_error: true,
+                    }),
                 }
                 Some(privacy)
             }
@@ -183,8 +236,7 @@ impl DesktopApp {
                     privacy.store.clone(),
                     privacy.gate(),
                     privacy.consent_on_disk(),
-                    Endpoint::configured(privacy.settings.upload_url.as_deref())
-                        .map_err(|e| e.to_string()),
+                    privacy.upload_endpoint.clone(),
                     Backoff::default(),
                     wake.clone(),
                 );
@@ -192,6 +244,7 @@ impl DesktopApp {
                 let writer = StoreWriter::spawn(
                     privacy.store.clone(),
                     privacy.gate(),
+                    privacy.consent_on_disk(),
                     Box::new(privacy.sweeper()),
                     Box::new(kick),
                     wake,
@@ -210,6 +263,14 @@ impl DesktopApp {
         );
         let model = model.unwrap_or_else(|| model_manager.catalog().default_model.clone());
         let worker = spawn_worker(ctx, &dirs, &model);
+        let (handoff, instance) = match instance {
+            Some(first) => {
+                let wake_ctx = ctx.clone();
+                let (handoff, guard) = first.serve(Arc::new(move || wake_ctx.request_repaint()));
+                (Some(handoff), Some(guard))
+            }
+            None => (None, None),
+        };
         let mut app = Self {
             worker,
             page: Page::Workspace,
@@ -217,6 +278,9 @@ impl DesktopApp {
             store_writer,
             uploader,
             saved: Default::default(),
+            not_kept: Default::default(),
+            handoff,
+            _instance: instance,
             last_sweep: std::time::Instant::now(),
             confirm_delete: false,
             dirs,
@@ -348,7 +412,8 @@ impl DesktopApp {
         let Some(store) = self.privacy.as_ref().map(|p| p.store.clone()) else {
             return;
         };
-        for saved in recent::load_workspace(&store) {
+        for kept in recent::load_workspace(&store) {
+            let saved = &kept.result;
             let source = match (&saved.path, saved.original_item) {
                 (Some(path), _) if path.is_file() => ImageSource::File(path.clone()),
                 (_, Some(item)) => ImageSource::Stored(store.clone(), item),
@@ -370,27 +435,66 @@ impl DesktopApp {
                 store: store.clone(),
                 item: saved.mask_item,
             };
-            self.saved.insert(id, saved);
+            self.saved.insert(id, kept);
             if !self.worker.open_with(id, source, Some(known)) {
                 self.workspace.fail(id, "too many images waiting".into());
             }
         }
     }
 
-    /// Writes the workspace list (with each image's strokes) to the store,
-    /// where it obeys the same 24-hour rule as everything else.
-    fn save_workspace_list(&mut self) {
-        let list: Vec<SavedResult> = self
-            .workspace
-            .items
-            .iter()
-            .filter_map(|i| {
-                let mut saved = self.saved.get(&i.id).cloned()?;
-                saved.strokes.clone_from(&i.strokes);
-                Some(saved)
-            })
-            .collect();
-        self.submit_store_job(StoreJob::SaveWorkspace(list));
+    /// Writes an image's strokes into its stored entry (which keeps its
+    /// date, so they leave the disk with the image).
+    fn save_strokes(&mut self, id: ImageId) {
+        let (Some(kept), Some(item)) = (
+            self.saved.get(&id).cloned(),
+            self.workspace.items.iter().find(|i| i.id == id),
+        ) else {
+            return;
+        };
+        let job = StoreJob::SaveStrokes {
+            image_id: id,
+            kept,
+            strokes: item.strokes.clone(),
+        };
+        self.submit_store_job(job);
+    }
+
+    /// Keeps a finished result for the next start, when anything may be
+    /// kept: see [`Privacy::keeps_recent_work`].
+    fn keep_result(&mut self, id: ImageId, mask: Arc<image::GrayImage>) {
+        if self.not_kept.contains(&id)
+            || !self
+                .privacy
+                .as_ref()
+                .is_some_and(Privacy::keeps_recent_work)
+        {
+            return;
+        }
+        let Some(item) = self.workspace.items.iter().find(|i| i.id == id) else {
+            return;
+        };
+        let Some(original) = item.original.clone() else {
+            return;
+        };
+        let job = StoreJob::SaveResult {
+            image_id: id,
+            name: item.name.clone(),
+            path: item.path.clone(),
+            original,
+            mask,
+            model: self.model.clone(),
+            strokes: item.strokes.clone(),
+            kept: self.saved.get(&id).cloned(),
+        };
+        self.submit_store_job(job);
+    }
+
+    /// Everything stored was deleted: nothing of the open images is
+    /// written again (a result still on its way to the store included).
+    fn forget_stored_images(&mut self) {
+        self.saved.clear();
+        self.not_kept
+            .extend(self.workspace.items.iter().map(|i| i.id));
     }
 
     fn submit_store_job(&mut self, job: StoreJob) {
@@ -416,25 +520,18 @@ impl DesktopApp {
         let (Some(original), Some(mask)) = (item.original.clone(), item.mask.clone()) else {
             return;
         };
-        // The user's final mask: their strokes and edge settings included.
-        let mask = if item.strokes.is_empty() && self.finish.edges.is_identity() {
-            mask
-        } else {
-            Arc::new(crate::engine::refine::finish_mask(
-                &original,
-                &mask,
-                &item.strokes,
-                &self.finish.edges,
-            ))
-        };
         let model = self
             .saved
             .get(&id)
-            .map_or_else(|| self.model.clone(), |s| s.model.clone());
+            .map_or_else(|| self.model.clone(), |s| s.result.model.clone());
+        // The store writer makes the user's final mask (strokes and edge
+        // settings) off the UI thread.
         let job = StoreJob::QueueUpload {
             label: item.name.clone(),
             original,
             mask,
+            strokes: item.strokes.clone(),
+            edges: self.finish.edges,
             model,
         };
         self.submit_store_job(job);
@@ -586,6 +683,16 @@ impl DesktopApp {
 
     /// Applies what the worker and export threads reported since last frame.
     pub fn drain_events(&mut self) {
+        let handed: Vec<PathBuf> = self
+            .handoff
+            .as_ref()
+            .map(|h| h.try_iter().flatten().collect())
+            .unwrap_or_default();
+        if !handed.is_empty() {
+            self.page = Page::Workspace;
+            self.open_paths(handed);
+            self.ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+        }
         self.drain_model_events();
         // Whatever page is shown: the batch waits on a bounded channel.
         if let Some(run) = &mut self.batch.run {
@@ -618,20 +725,7 @@ impl DesktopApp {
                     self.last_inference = Some(inference);
                     self.workspace.finished(id, mask.clone(), preview_mask);
                     self.refresh_preview(id);
-                    if let Some(item) = self.workspace.items.iter().find(|i| i.id == id)
-                        && let Some(original) = item.original.clone()
-                    {
-                        let job = StoreJob::SaveResult {
-                            image_id: id,
-                            name: item.name.clone(),
-                            path: item.path.clone(),
-                            original,
-                            mask,
-                            model: self.model.clone(),
-                            replaces: self.saved.get(&id).cloned(),
-                        };
-                        self.submit_store_job(job);
-                    }
+                    self.keep_result(id, mask);
                 }
                 Event::Restored {
                     id,
@@ -652,11 +746,46 @@ impl DesktopApp {
             .unwrap_or_default();
         for report in reports {
             match report {
-                StoreReport::Saved { image_id, result } => {
-                    self.saved.insert(image_id, result);
-                    self.save_workspace_list();
+                StoreReport::Saved { image_id, kept } => {
+                    if self.not_kept.contains(&image_id) {
+                        // Purged while this was being written.
+                        if let Some(privacy) = &self.privacy {
+                            let _ = recent::forget(&privacy.store, &kept);
+                        }
+                    } else {
+                        self.saved.insert(image_id, kept);
+                    }
                 }
-                StoreReport::Queued { .. } | StoreReport::Swept(_) => {}
+                StoreReport::Gone { image_id } => {
+                    self.saved.remove(&image_id);
+                    self.not_kept.insert(image_id);
+                }
+                StoreReport::Swept(report) => {
+                    // Images a day old are gone from the disk: forget them.
+                    if report.removed > 0
+                        && let Some(privacy) = &self.privacy
+                    {
+                        let store = privacy.store.clone();
+                        let gone: Vec<ImageId> = self
+                            .saved
+                            .iter()
+                            .filter(|(_, k)| !store.contains(k.entry_item))
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in gone {
+                            self.saved.remove(&id);
+                            self.not_kept.insert(id);
+                        }
+                    }
+                }
+                StoreReport::Purged(n) => {
+                    self.forget_stored_images();
+                    self.notices.push(Notice {
+                        text: format!("deleted {n} stored item{}", if n == 1 { "" } else { "s" }),
+                        is_error: false,
+                    });
+                }
+                StoreReport::Queued { .. } => {}
                 StoreReport::Failed(text) => self.notices.push(Notice {
                     text,
                     is_error: true,
@@ -838,7 +967,7 @@ impl DesktopApp {
         item.redo.clear();
         let id = item.id;
         self.refresh_preview(id);
-        self.save_workspace_list();
+        self.save_strokes(id);
     }
 
     /// Undo, redo, reset, or new settings, on the selected image.
@@ -870,7 +999,7 @@ impl DesktopApp {
         }
         let id = item.id;
         self.refresh_preview(id);
-        self.save_workspace_list();
+        self.save_strokes(id);
     }
 
     /// Recomputes the displayed mask of `id` from the model's preview mask,
@@ -1185,10 +1314,13 @@ impl DesktopApp {
                 text,
                 is_error: true,
             }),
-            account::AccountAction::Deleted(n) => self.notices.push(Notice {
-                text: format!("deleted {n} stored item{}", if n == 1 { "" } else { "s" }),
-                is_error: false,
-            }),
+            account::AccountAction::Deleted(n) => {
+                self.forget_stored_images();
+                self.notices.push(Notice {
+                    text: format!("deleted {n} stored item{}", if n == 1 { "" } else { "s" }),
+                    is_error: false,
+                })
+            }
         }
     }
 
@@ -1207,10 +1339,15 @@ impl DesktopApp {
 
 impl eframe::App for DesktopApp {
     fn on_exit(&mut self) {
-        // The exit sweep, after whatever the writer still has to do.
-        self.submit_store_job(StoreJob::Sweep);
+        // After whatever the writer still has to do: the exit sweep, or
+        // deleting everything when nothing may outlive the session.
         if let Some(writer) = &mut self.store_writer {
             writer.finish();
+        }
+        if let Some(privacy) = &self.privacy
+            && let Err(e) = privacy.end_app_session()
+        {
+            tracing::warn!("local data could not be cleaned up at exit ({e})");
         }
     }
 

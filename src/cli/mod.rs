@@ -87,6 +87,9 @@ pub enum PrivacyAction {
     OptOut,
     /// Delete everything stored locally now.
     Purge,
+    /// Delete what has reached its time (what the hourly clean-up runs);
+    /// prints counts, never names.
+    Sweep,
 }
 
 #[derive(Debug, Args)]
@@ -244,7 +247,15 @@ pub struct SetupArgs {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    let dirs = AppDirs::discover();
+    let dirs = AppDirs::discover()?;
+    if matches!(cli.command, Some(Command::Remove(_) | Command::Batch(_)))
+        && let Err(e) = backgrounderase::privacy::track_partial_exports(&dirs)
+    {
+        eprintln!(
+            "warning: unfinished exports cannot be recorded for clean-up ({e}): {}",
+            dirs.data.display()
+        );
+    }
     match cli.command {
         None => run_app(dirs, cli.model, cli.images),
         Some(Command::Remove(args)) => remove::run(&dirs, args),
@@ -259,9 +270,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run_app(dirs: AppDirs, model: Option<String>, images: Vec<PathBuf>) -> Result<ExitCode> {
+    use backgrounderase::instance::{self, Claim};
+    use backgrounderase::privacy::schedule;
+    // One window per profile: a later launch hands its files to it.
+    let first = match instance::claim(&dirs)? {
+        Claim::First(first) => first,
+        Claim::Running => {
+            instance::hand_over(&dirs, &images)?;
+            eprintln!(
+                "BackgroundErase is already open: {} file{} handed to its window",
+                images.len(),
+                if images.len() == 1 { "" } else { "s" }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    // The clean-up that runs when the app does not: installed or confirmed
+    // before anything of the user's is written.
+    let cleanup = schedule::ensure(&dirs);
     let icon = eframe::icon_data::from_png_bytes(include_bytes!("../../assets/icon-256.png")).ok();
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("BackgroundErase")
+        .with_app_id("app.backgrounderase.BackgroundErase")
         .with_inner_size([1280.0, 800.0])
         .with_min_inner_size([640.0, 400.0])
         .with_drag_and_drop(true);
@@ -272,35 +302,38 @@ fn run_app(dirs: AppDirs, model: Option<String>, images: Vec<PathBuf>) -> Result
         viewport,
         ..Default::default()
     };
+    let mut start = backgrounderase::app::AppStart::new(dirs, cleanup);
+    start.model = model;
+    start.paths = images;
+    start.instance = Some(first);
     eframe::run_native(
         "BackgroundErase",
         options,
-        Box::new(move |cc| {
-            Ok(Box::new(backgrounderase::app::DesktopApp::new(
-                cc,
-                dirs,
-                model,
-                images,
-            )))
-        }),
+        Box::new(move |cc| Ok(Box::new(backgrounderase::app::DesktopApp::new(cc, start)))),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window ({e}); the command-line subcommands work without one (see --help)"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn privacy(dirs: &AppDirs, action: PrivacyAction) -> Result<ExitCode> {
-    use backgrounderase::privacy::Privacy;
     use backgrounderase::privacy::store::SystemClock;
-    // Opening runs the start-up sweep: a status read 25 hours later shows
-    // what is really left.
+    use backgrounderase::privacy::{Privacy, schedule, sweep_line};
+    // Opening runs the sweep: a status read 25 hours later shows what is
+    // really left.
     let mut privacy = Privacy::open(dirs, std::sync::Arc::new(SystemClock))?;
     if let Some(notice) = &privacy.notice {
         eprintln!("notice: {}", notice.message());
     }
+    let mut code = ExitCode::SUCCESS;
     match action {
         PrivacyAction::Status => {}
         PrivacyAction::OptIn => privacy.set_opted_in(true)?,
-        PrivacyAction::OptOut => privacy.set_opted_in(false)?,
+        PrivacyAction::OptOut => {
+            if let Err(e) = privacy.set_opted_in(false) {
+                eprintln!("error: {e}");
+                code = ExitCode::FAILURE;
+            }
+        }
         PrivacyAction::Purge => {
             let removed = privacy.store.purge_all()?;
             println!(
@@ -308,11 +341,44 @@ fn privacy(dirs: &AppDirs, action: PrivacyAction) -> Result<ExitCode> {
                 if removed == 1 { "" } else { "s" }
             );
         }
+        PrivacyAction::Sweep => {
+            // The opening sweep did the work; a second finds what it left.
+            let mut report = privacy.opening_sweep.clone();
+            let again = privacy.sweep()?;
+            report.removed += again.removed;
+            report.strays += again.strays;
+            report.partials += again.partials;
+            report.kept = again.kept;
+            for (kind, n) in again.removed_kinds {
+                *report.removed_kinds.entry(kind).or_default() += n;
+            }
+            println!("{}", sweep_line(&report));
+            return Ok(code);
+        }
     }
     println!("{}", privacy.consent_line());
+    let cleanup = schedule::query(dirs);
+    match cleanup.next_run(privacy.now()) {
+        Some(next) => println!(
+            "automatic clean-up: {}, next by {}",
+            cleanup.describe(),
+            next.format("%Y-%m-%d %H:%M UTC")
+        ),
+        None => println!(
+            "automatic clean-up: {} ({}); the app deletes its data when it closes",
+            cleanup.describe(),
+            match &cleanup {
+                schedule::Cleanup::SessionOnly { why } => why.as_str(),
+                schedule::Cleanup::Scheduled { .. } => "",
+            }
+        ),
+    }
     println!("{}", privacy.stored_line());
+    for line in privacy.kind_lines() {
+        println!("{line}");
+    }
     println!("queued uploads: {}", privacy.queued_uploads());
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn models_action(dirs: &AppDirs, action: ModelsAction) -> Result<ExitCode> {

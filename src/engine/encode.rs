@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -219,29 +218,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         _ => Path::new("."),
     };
     fs::create_dir_all(dir).map_err(Error::io("create output folder", dir))?;
-    // The temporary is the user's export in the making, in the folder they chose.
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".backgrounderase-").suffix(".part");
-    #[cfg(unix)]
-    {
-        // An ordinary file for the user, not tempfile's private 0600.
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o644));
-    }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(Error::io("create output file", path))?;
-    tmp.write_all(bytes)
-        .map_err(Error::io("write output file", path))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(Error::io("write output file", path))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        action: "move output file into place",
-        source: e.error,
-        path: path.into(),
-    })?;
-    Ok(())
+    // No half file under the final name, and no temporary of the user's
+    // pixels left behind by a crash (see `partials`).
+    crate::partials::write_export(path, bytes).map_err(Error::io("write output file", path))
 }
 
 #[cfg(test)]

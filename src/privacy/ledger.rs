@@ -1,7 +1,7 @@
 //! The consent ledger: every change of the opt-in, appended, never rewritten.
 //! One RON record per line, so a torn last line loses only itself.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -24,12 +24,9 @@ pub fn ledger_path(config_dir: &Path) -> PathBuf {
 
 /// Appends one record (and flushes it to disk before returning).
 pub fn append(config_dir: &Path, record: &ConsentRecord) -> std::io::Result<()> {
-    fs::create_dir_all(config_dir)?;
-    let line = ron::to_string(record).expect("records always serialise");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(ledger_path(config_dir))?;
+    crate::fsutil::private_dir(config_dir)?;
+    let line = ron::to_string(record).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut file = crate::fsutil::open_private_append(&ledger_path(config_dir))?;
     writeln!(file, "{line}")?;
     file.sync_all()
 }
@@ -55,7 +52,7 @@ mod tests {
         };
         append(dir.path(), &record("2026-11-29T10:00:00Z", true)).unwrap();
         append(dir.path(), &record("2026-11-29T11:00:00Z", false)).unwrap();
-        let mut file = OpenOptions::new()
+        let mut file = fs::OpenOptions::new()
             .append(true)
             .open(ledger_path(dir.path()))
             .unwrap();

@@ -4,6 +4,7 @@
 
 pub mod ledger;
 pub mod recent;
+pub mod schedule;
 pub mod settings;
 pub mod store;
 pub mod uploads;
@@ -15,8 +16,12 @@ use chrono::{DateTime, Utc};
 
 use crate::paths::AppDirs;
 use ledger::ConsentRecord;
+use schedule::Cleanup;
 use settings::{LoadNotice, Settings, SettingsError};
-use store::{Clock, ItemKind, RetentionStore, StoreError, StoreStats, SweepReport, format_age};
+use store::{
+    Clock, ItemKind, Keep, RETENTION, RetentionStore, StoreError, StoreStats, SweepReport,
+    format_age,
+};
 use uploads::{ConsentGate, ConsentOnDisk};
 
 pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -29,6 +34,14 @@ pub enum PrivacyError {
     Store(#[from] StoreError),
     #[error("cannot record the consent change ({0})")]
     Ledger(std::io::Error),
+    #[error("cannot allow it ({source}): {}", path.display())]
+    Withdrawal {
+        source: std::io::Error,
+        path: std::path::PathBuf,
+    },
+    /// Opted out at once, but not everything could be written.
+    #[error("you are opted out and uploads are refused, but {0}")]
+    OptOutNotSaved(String),
 }
 
 pub struct Privacy {
@@ -45,17 +58,37 @@ pub struct Privacy {
     ledger: Vec<ConsentRecord>,
     /// Set when the stored settings could not be used (shown to the user).
     pub notice: Option<LoadNotice>,
+    /// An opt-out in force whose record could not be written in full: the
+    /// Account page says "Not saved — retry".
+    pub unsaved_opt_out: Option<String>,
+    /// How what is kept gets deleted when the app is not running.
+    pub cleanup: Cleanup,
+    /// What the sweep at opening deleted.
+    pub opening_sweep: SweepReport,
+    /// Where training samples go (shown under the toggle), or why nowhere.
+    pub upload_endpoint: Result<uploads::Endpoint, String>,
 }
 
 impl Privacy {
     /// Loads consent and opens the store, then runs the start-up sweep.
     pub fn open(dirs: &AppDirs, clock: Arc<dyn Clock>) -> Result<Self, PrivacyError> {
-        let (settings, notice) = settings::load(&dirs.config, clock.now());
+        let (mut settings, notice) = settings::load(&dirs.config, clock.now());
+        let mut unsaved_opt_out = None;
+        if settings.opted_in && settings::withdrawal_marker(&dirs.data).exists() {
+            // An opt-out the settings could not take last time: it stands.
+            settings.opted_in = false;
+            match settings::save(&dirs.config, &settings) {
+                Ok(()) => {}
+                Err(e) => unsaved_opt_out = Some(e.to_string()),
+            }
+        }
         let store = Arc::new(RetentionStore::open(
             &dirs.data.join("store"),
             clock.clone(),
         )?);
-        let privacy = Self {
+        crate::partials::set_journal(store.partials_dir());
+        let settings_upload_url = settings.upload_url.clone();
+        let mut privacy = Self {
             gate: ConsentGate::new(settings.opted_in),
             ledger: ledger::read(&dirs.config),
             dirs: dirs.clone(),
@@ -63,9 +96,44 @@ impl Privacy {
             settings,
             store,
             notice,
+            unsaved_opt_out,
+            cleanup: Cleanup::SessionOnly {
+                why: "not checked yet".into(),
+            },
+            opening_sweep: SweepReport::default(),
+            upload_endpoint: uploads::Endpoint::configured(settings_upload_url.as_deref())
+                .map_err(|e| e.to_string()),
         };
-        privacy.sweep()?;
+        privacy.opening_sweep = privacy.sweep()?;
         Ok(privacy)
+    }
+
+    /// The app's start: with no scheduler confirmed and no opt-in, what an
+    /// earlier session left (a crash) is deleted before anything else.
+    /// Returns how many items that was.
+    pub fn start_app_session(&mut self, cleanup: Cleanup) -> Result<usize, PrivacyError> {
+        self.cleanup = cleanup;
+        if self.keeps_recent_work() {
+            return Ok(0);
+        }
+        Ok(self.store.purge_all()?)
+    }
+
+    /// The app's exit: the last sweep, or everything when nothing may
+    /// outlive the session.
+    pub fn end_app_session(&self) -> Result<(), PrivacyError> {
+        if self.keeps_recent_work() {
+            self.sweep()?;
+        } else {
+            self.store.purge_all()?;
+        }
+        Ok(())
+    }
+
+    /// Whether recent work may be kept for the next start: with opt-in, or
+    /// when a scheduler will delete it on time.
+    pub fn keeps_recent_work(&self) -> bool {
+        self.opted_in() || self.cleanup.is_scheduled()
     }
 
     pub fn opted_in(&self) -> bool {
@@ -76,10 +144,14 @@ impl Privacy {
         self.gate.clone()
     }
 
+    pub fn dirs(&self) -> &AppDirs {
+        &self.dirs
+    }
+
     /// Reads consent from disk at the moment of asking (for the uploader).
     pub fn consent_on_disk(&self) -> ConsentOnDisk {
-        let config = self.dirs.config.clone();
-        Arc::new(move || settings::opted_in_on_disk(&config))
+        let (config, data) = (self.dirs.config.clone(), self.dirs.data.clone());
+        Arc::new(move || settings::consent_on_disk(&config, &data))
     }
 
     /// The periodic (and start-up, and exit) sweep.
@@ -92,7 +164,7 @@ impl Privacy {
         let store = self.store.clone();
         let gate = self.gate.clone();
         let cap = self.settings.cache_cap_bytes;
-        move || store.sweep(gate.opted_in(), cap)
+        move || store.sweep(Keep::for_consent(gate.opted_in(), cap))
     }
 
     /// Samples waiting to be uploaded.
@@ -100,34 +172,96 @@ impl Privacy {
         self.store.list_kind(ItemKind::UploadQueue).len()
     }
 
-    /// Changes consent: saved atomically, recorded in the ledger, and when
-    /// revoked, everything over 24 hours old is deleted at once.
+    /// Changes consent: saved atomically and recorded in the ledger. An
+    /// opt-out takes effect at once and whatever can be done is done even
+    /// when a write fails: uploads refused, the queue emptied, everything
+    /// past its time deleted; see [`PrivacyError::OptOutNotSaved`].
     pub fn set_opted_in(&mut self, opted_in: bool) -> Result<(), PrivacyError> {
-        if opted_in == self.opted_in() && self.notice.is_none() {
+        let settled = self.notice.is_none() && self.unsaved_opt_out.is_none();
+        if opted_in == self.opted_in() && settled {
             return Ok(());
         }
-        if !opted_in {
-            // First, so that an upload in flight stops at once.
-            self.gate.set(false);
-        }
-        self.settings.opted_in = opted_in;
-        settings::save(&self.dirs.config, &self.settings)?;
         if opted_in {
-            self.gate.set(true);
+            self.opt_in()
+        } else {
+            self.opt_out()
         }
+    }
+
+    fn opt_in(&mut self) -> Result<(), PrivacyError> {
+        let marker = settings::withdrawal_marker(&self.dirs.data);
+        crate::fsutil::remove_if_present(&marker).map_err(|source| PrivacyError::Withdrawal {
+            source,
+            path: marker.clone(),
+        })?;
+        let mut settings = self.settings.clone();
+        settings.opted_in = true;
+        settings::save(&self.dirs.config, &settings)?;
+        let record = self.record(true);
+        if let Err(e) = ledger::append(&self.dirs.config, &record) {
+            // Not recorded, so not given: back to opted out.
+            let _ = settings::save(&self.dirs.config, &self.settings);
+            return Err(PrivacyError::Ledger(e));
+        }
+        self.settings = settings;
+        self.ledger.push(record);
+        self.gate.set(true);
         self.notice = None;
-        let record = ConsentRecord {
+        self.unsaved_opt_out = None;
+        Ok(())
+    }
+
+    fn opt_out(&mut self) -> Result<(), PrivacyError> {
+        // First, so that an upload in flight stops at once.
+        self.gate.set(false);
+        self.settings.opted_in = false;
+        self.notice = None;
+        let mut problems = Vec::new();
+        // On disk before the queue is emptied: a sample is queued only while
+        // consent holds on disk, checked under the store's lock, so none can
+        // slip in after the queue is emptied (from this or another process).
+        if let Err(e) = settings::save(&self.dirs.config, &self.settings) {
+            // The next start must not read the old "opted in": leave a mark
+            // in the data folder, which it reads too.
+            let marker = settings::withdrawal_marker(&self.dirs.data);
+            let marked = crate::fsutil::private_dir(&self.dirs.data).and_then(|()| {
+                crate::fsutil::write_private(&marker, self.now().to_rfc3339().as_bytes())
+            });
+            problems.push(match marked {
+                Ok(()) => format!(
+                    "the setting could not be saved ({e}); it is kept in {}",
+                    marker.display()
+                ),
+                Err(m) => format!("the setting could not be saved ({e}) nor marked ({m})"),
+            });
+        }
+        if let Err(e) = self.store.purge_kind(ItemKind::UploadQueue) {
+            problems.push(format!("the upload queue could not be emptied ({e})"));
+        }
+        if let Err(e) = self.sweep() {
+            problems.push(format!("old data could not be deleted ({e})"));
+        }
+        let record = self.record(false);
+        match ledger::append(&self.dirs.config, &record) {
+            Ok(()) => self.ledger.push(record),
+            Err(e) => problems.push(format!("the change could not be recorded ({e})")),
+        }
+        if problems.is_empty() {
+            self.unsaved_opt_out = None;
+            Ok(())
+        } else {
+            let text = problems.join("; ");
+            self.unsaved_opt_out = Some(text.clone());
+            Err(PrivacyError::OptOutNotSaved(text))
+        }
+    }
+
+    fn record(&self, opted_in: bool) -> ConsentRecord {
+        ConsentRecord {
             time: self.now(),
             opted_in,
             app_version: APP_VERSION.to_string(),
-        };
-        ledger::append(&self.dirs.config, &record).map_err(PrivacyError::Ledger)?;
-        self.ledger.push(record);
-        if !opted_in {
-            self.store.purge_kind(ItemKind::UploadQueue)?;
-            self.sweep()?;
         }
-        Ok(())
     }
 
     pub fn ledger(&self) -> &[ConsentRecord] {
@@ -141,7 +275,7 @@ impl Privacy {
 
     /// `opted out` / `opted in`.
     pub fn consent_line(&self) -> &'static str {
-        if self.settings.opted_in {
+        if self.opted_in() {
             "opted in"
         } else {
             "opted out"
@@ -152,6 +286,67 @@ impl Privacy {
     pub fn stored_line(&self) -> String {
         stored_line(&self.store.stats())
     }
+
+    /// Per kind: the count, the oldest one's age and when it is deleted.
+    pub fn kind_lines(&self) -> Vec<String> {
+        let stats = self.store.stats();
+        stats
+            .kinds
+            .iter()
+            .map(|k| {
+                let deleted = if self.opted_in() {
+                    "kept while you allow it".to_string()
+                } else {
+                    format!(
+                        "deleted by {}",
+                        (k.oldest_created + RETENTION).format("%Y-%m-%d %H:%M UTC")
+                    )
+                };
+                format!(
+                    "  {}: {}, oldest {}, {deleted}",
+                    k.kind.plural(),
+                    k.items,
+                    format_age(k.oldest_age)
+                )
+            })
+            .collect()
+    }
+}
+
+/// Records exports in progress in the store of `dirs` (for the command
+/// line, which does not open the rest of the store): see [`crate::partials`].
+pub fn track_partial_exports(dirs: &AppDirs) -> std::io::Result<()> {
+    let dir = dirs.data.join("store").join(store::PARTIALS_DIR);
+    crate::fsutil::private_dir(&dirs.data.join("store"))?;
+    crate::fsutil::private_dir(&dir)?;
+    crate::partials::set_journal(dir);
+    Ok(())
+}
+
+/// "deleted 3 items (2 masks, 1 workspace entries); kept 4": counts only,
+/// never a name (the scheduler's log keeps this line).
+pub fn sweep_line(report: &SweepReport) -> String {
+    let kinds: Vec<String> = report
+        .removed_kinds
+        .iter()
+        .map(|(kind, n)| format!("{n} {}", kind.plural()))
+        .collect();
+    let mut line = format!(
+        "deleted {} item{}",
+        report.removed,
+        if report.removed == 1 { "" } else { "s" }
+    );
+    if !kinds.is_empty() {
+        line.push_str(&format!(" ({})", kinds.join(", ")));
+    }
+    if report.strays > 0 {
+        line.push_str(&format!(", {} leftover files", report.strays));
+    }
+    if report.partials > 0 {
+        line.push_str(&format!(", {} unfinished exports", report.partials));
+    }
+    line.push_str(&format!("; kept {}", report.kept));
+    line
 }
 
 pub fn stored_line(stats: &StoreStats) -> String {

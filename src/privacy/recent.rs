@@ -1,24 +1,34 @@
 //! Recent work, kept in the retention store so that reopening the app brings
-//! back the images of the last 24 hours (longer only with opt-in): each
-//! result's mask, the pixels of pasted images (which have no file), and a
-//! small workspace list naming them. Being in the store, all of it obeys the
-//! same sweeps as everything else.
+//! back the images of the last day (longer only with opt-in): one workspace
+//! entry per image (its name, path and brush strokes), its mask, and the
+//! pixels of a paste (which has no file).
+//!
+//! Every item of an image carries the date the image was first kept, also
+//! when its mask or strokes are rewritten later, so the whole image leaves
+//! the disk together, a day after it was opened, however long the app runs.
+//! Once an image's entry is gone (swept or purged), nothing of it is ever
+//! written again.
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use image::{GrayImage, RgbaImage};
 use serde::{Deserialize, Serialize};
 
-use super::store::{ItemKind, RetentionStore, StoreError};
+use super::store::{ItemKind, RetentionStore, StoreError, StoredItem};
 use crate::engine::encode::{plain_png_gray, plain_png_rgba};
+use crate::engine::refine::Stroke;
 
-const WORKSPACE_VERSION: u32 = 1;
+/// Version 2: one entry per image, paths as bytes.
+const ENTRY_VERSION: u32 = 2;
 
-/// One finished image as the next start finds it.
+/// One open image as the next start finds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedResult {
     pub name: String,
-    /// The file it came from; `None` for a paste.
+    /// The file it came from; `None` for a paste. Kept as the path's bytes,
+    /// so any file name the system allows can be kept.
+    #[serde(with = "path_bytes")]
     pub path: Option<PathBuf>,
     /// The stored pixels of a paste.
     pub original_item: Option<u64>,
@@ -26,7 +36,7 @@ pub struct SavedResult {
     pub model: String,
     /// The user's brush strokes on the mask (image pixels), oldest first.
     #[serde(default)]
-    pub strokes: Vec<crate::engine::refine::Stroke>,
+    pub strokes: Vec<Stroke>,
 }
 
 impl SavedResult {
@@ -37,10 +47,18 @@ impl SavedResult {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct SavedWorkspace {
+/// An image kept in the store: its entry's id and date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub entry_item: u64,
+    pub created: DateTime<Utc>,
+    pub result: SavedResult,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
     version: u32,
-    results: Vec<SavedResult>,
+    result: SavedResult,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,94 +69,149 @@ pub enum RecentError {
     Store(#[from] StoreError),
 }
 
-/// Keeps one result: its mask, and the pixels too when there is no file.
-/// `replaces` is the same image's previous result (another model), whose
-/// items are deleted.
+fn entry_bytes(result: &SavedResult) -> Result<Vec<u8>, RecentError> {
+    let entry = Entry {
+        version: ENTRY_VERSION,
+        result: result.clone(),
+    };
+    ron::to_string(&entry)
+        .map(String::into_bytes)
+        .map_err(|e| RecentError::Encode {
+            name: result.name.clone(),
+            detail: e.to_string(),
+        })
+}
+
+/// A finished result of one image, as the app has it.
+pub struct NewResult<'a> {
+    pub name: &'a str,
+    pub path: Option<PathBuf>,
+    pub original: &'a RgbaImage,
+    pub mask: &'a GrayImage,
+    pub model: &'a str,
+    pub strokes: &'a [Stroke],
+}
+
+/// Keeps a new result of an image: its mask, the pixels of a paste, and its
+/// workspace entry. `kept` is what is already stored of the same image
+/// (another model's result): its date carries over, and when it is gone
+/// from the store nothing is written (`Ok(None)`).
 pub fn save_result(
     store: &RetentionStore,
-    name: &str,
-    path: Option<PathBuf>,
-    original: &RgbaImage,
-    mask: &GrayImage,
-    model: &str,
-    replaces: Option<&SavedResult>,
-) -> Result<SavedResult, RecentError> {
+    new: NewResult<'_>,
+    kept: Option<&Kept>,
+) -> Result<Option<Kept>, RecentError> {
+    let NewResult {
+        name,
+        path,
+        original,
+        mask,
+        model,
+        strokes,
+    } = new;
     let encode = |e: image::ImageError| RecentError::Encode {
         name: name.to_string(),
         detail: e.to_string(),
     };
-    let mask_item = store
-        .put(ItemKind::Mask, name, &plain_png_gray(mask).map_err(encode)?)?
-        .id;
-    let original_item = match (&path, replaces.and_then(|r| r.original_item)) {
-        (Some(_), _) => None,
-        // A paste re-processed: its pixels are already stored.
-        (None, Some(kept)) => Some(kept),
-        (None, None) => Some(
-            store
-                .put(
-                    ItemKind::Original,
-                    name,
-                    &plain_png_rgba(original).map_err(encode)?,
-                )?
-                .id,
-        ),
+    // Encoded before taking the store's lock.
+    let mask_png = plain_png_gray(mask).map_err(encode)?;
+    let reuse_original = kept.and_then(|k| k.result.original_item);
+    let original_png = match (&path, reuse_original) {
+        (None, None) => Some(plain_png_rgba(original).map_err(encode)?),
+        _ => None,
     };
-    if let Some(old) = replaces {
-        let stale: Vec<u64> = old
-            .items()
-            .into_iter()
-            .filter(|id| Some(*id) != original_item)
-            .collect();
-        store.remove(&stale)?;
-    }
-    Ok(SavedResult {
-        name: name.to_string(),
-        path,
-        original_item,
-        mask_item,
-        model: model.to_string(),
-        // Strokes belong to the image, whichever model made the mask.
-        strokes: replaces.map(|r| r.strokes.clone()).unwrap_or_default(),
+    store.update(|tx| {
+        if let Some(k) = kept
+            && tx.get(k.entry_item).is_none()
+        {
+            return Ok(None);
+        }
+        let created = kept.map(|k| k.created);
+        let mask_item = tx.put(ItemKind::Mask, name, &mask_png, created)?;
+        let created = created.unwrap_or(mask_item.created);
+        let original_item = match (reuse_original, &original_png) {
+            (Some(id), _) => Some(id),
+            (None, Some(png)) => Some(tx.put(ItemKind::Original, name, png, Some(created))?.id),
+            (None, None) => None,
+        };
+        let result = SavedResult {
+            name: name.to_string(),
+            path,
+            original_item,
+            mask_item: mask_item.id,
+            model: model.to_string(),
+            strokes: strokes.to_vec(),
+        };
+        let bytes = entry_bytes(&result)?;
+        let entry: StoredItem = match kept {
+            Some(k) => {
+                // Present: checked above, under the same lock.
+                let Some(replaced) = tx.replace(k.entry_item, &bytes)? else {
+                    return Ok(None);
+                };
+                let stale: Vec<u64> = k
+                    .result
+                    .items()
+                    .into_iter()
+                    .filter(|id| Some(*id) != original_item)
+                    .collect();
+                tx.remove(&stale)?;
+                replaced
+            }
+            None => tx.put(ItemKind::Workspace, name, &bytes, Some(created))?,
+        };
+        Ok(Some(Kept {
+            entry_item: entry.id,
+            created: entry.created,
+            result,
+        }))
     })
 }
 
-/// Records which results make up the workspace (replacing the last list).
-pub fn save_workspace(store: &RetentionStore, results: &[SavedResult]) -> Result<(), StoreError> {
-    let old: Vec<u64> = store
-        .list_kind(ItemKind::Workspace)
-        .iter()
-        .map(|i| i.id)
-        .collect();
-    let list = SavedWorkspace {
-        version: WORKSPACE_VERSION,
-        results: results.to_vec(),
-    };
-    let text = ron::to_string(&list).expect("workspace always serialises");
-    store.put(ItemKind::Workspace, "recent work", text.as_bytes())?;
-    store.remove(&old)?;
-    Ok(())
+/// Rewrites an image's strokes in its entry (same date). `Ok(None)` when
+/// the entry is gone: nothing is written.
+pub fn save_strokes(
+    store: &RetentionStore,
+    kept: &Kept,
+    strokes: &[Stroke],
+) -> Result<Option<Kept>, RecentError> {
+    let mut result = kept.result.clone();
+    result.strokes = strokes.to_vec();
+    let bytes = entry_bytes(&result)?;
+    store.update(|tx| {
+        Ok(tx.replace(kept.entry_item, &bytes)?.map(|entry| Kept {
+            entry_item: entry.id,
+            created: entry.created,
+            result,
+        }))
+    })
 }
 
-/// The results of the last workspace whose mask is still stored (the
-/// others were swept).
-pub fn load_workspace(store: &RetentionStore) -> Vec<SavedResult> {
-    let Some(latest) = store.list_kind(ItemKind::Workspace).pop() else {
-        return Vec::new();
-    };
-    let list: SavedWorkspace = store
-        .read(latest.id)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| ron::from_str(&text).ok())
-        .unwrap_or_default();
-    if list.version > WORKSPACE_VERSION {
-        return Vec::new();
-    }
+/// Deletes everything kept of one image.
+pub fn forget(store: &RetentionStore, kept: &Kept) -> Result<(), StoreError> {
+    let mut ids = kept.result.items();
+    ids.push(kept.entry_item);
+    store.remove(&ids).map(|_| ())
+}
+
+/// The images still kept (those whose items were swept are left out),
+/// in the order they were first kept.
+pub fn load_workspace(store: &RetentionStore) -> Vec<Kept> {
     let stored: Vec<u64> = store.list().iter().map(|i| i.id).collect();
-    list.results
+    store
+        .list_kind(ItemKind::Workspace)
         .into_iter()
-        .filter(|r| r.items().iter().all(|id| stored.contains(id)))
+        .filter_map(|item| {
+            let bytes = store.read(item.id).ok()?;
+            let entry: Entry = ron::from_str(std::str::from_utf8(&bytes).ok()?).ok()?;
+            (entry.version == ENTRY_VERSION
+                && entry.result.items().iter().all(|id| stored.contains(id)))
+            .then_some(Kept {
+                entry_item: item.id,
+                created: item.created,
+                result: entry.result,
+            })
+        })
         .collect()
 }
 
@@ -156,61 +229,162 @@ pub fn load_original(store: &RetentionStore, item: u64) -> Result<RgbaImage, Str
         .map_err(|e| format!("a stored image is damaged ({e})"))
 }
 
+/// A path as its bytes (Unix) or UTF-16 units (Windows), so names that are
+/// not valid UTF-8 survive.
+mod path_bytes {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[cfg(unix)]
+    type Raw = Vec<u8>;
+    #[cfg(windows)]
+    type Raw = Vec<u16>;
+    #[cfg(not(any(unix, windows)))]
+    type Raw = String;
+
+    fn to_raw(path: &std::path::Path) -> Raw {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            path.as_os_str().as_bytes().to_vec()
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::ffi::OsStrExt;
+            path.as_os_str().encode_wide().collect()
+        }
+        #[cfg(not(any(unix, windows)))]
+        {
+            path.to_string_lossy().into_owned()
+        }
+    }
+
+    fn from_raw(raw: Raw) -> PathBuf {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            PathBuf::from(std::ffi::OsString::from_vec(raw))
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::ffi::OsStringExt;
+            PathBuf::from(std::ffi::OsString::from_wide(&raw))
+        }
+        #[cfg(not(any(unix, windows)))]
+        {
+            PathBuf::from(raw)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(path: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        path.as_deref().map(to_raw).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        Ok(Option::<Raw>::deserialize(d)?.map(from_raw))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::privacy::store::ManualClock;
+    use crate::privacy::store::{Keep, ManualClock, sweep_age};
     use chrono::TimeDelta;
     use std::sync::Arc;
+
+    fn pixels() -> (RgbaImage, GrayImage) {
+        (
+            RgbaImage::from_pixel(3, 2, image::Rgba([9, 8, 7, 255])),
+            GrayImage::from_pixel(3, 2, image::Luma([200])),
+        )
+    }
 
     #[test]
     fn a_workspace_comes_back_until_its_items_are_swept() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new("2026-11-29T10:00:00Z".parse().unwrap()));
         let store = RetentionStore::open(dir.path(), clock.clone()).unwrap();
-        let image = RgbaImage::from_pixel(3, 2, image::Rgba([9, 8, 7, 255]));
-        let mask = GrayImage::from_pixel(3, 2, image::Luma([200]));
+        let (image, mask) = pixels();
+        let new = |name, path: Option<PathBuf>, model| NewResult {
+            name,
+            path,
+            original: &image,
+            mask: &mask,
+            model,
+            strokes: &[],
+        };
         let file = save_result(
             &store,
-            "cat.jpg",
-            Some("/photos/cat.jpg".into()),
-            &image,
-            &mask,
-            "m",
+            new("cat.jpg", Some("/photos/cat.jpg".into()), "m"),
             None,
         )
+        .unwrap()
         .unwrap();
-        let pasted = save_result(&store, "Pasted image", None, &image, &mask, "m", None).unwrap();
-        assert!(file.original_item.is_none(), "a file is not copied");
-        save_workspace(&store, &[file.clone(), pasted.clone()]).unwrap();
-        save_workspace(&store, &[file.clone(), pasted.clone()]).unwrap();
-        assert_eq!(store.list_kind(ItemKind::Workspace).len(), 1);
+        let pasted = save_result(&store, new("Pasted image", None, "m"), None)
+            .unwrap()
+            .unwrap();
+        assert!(file.result.original_item.is_none(), "a file is not copied");
+        assert_eq!(store.list_kind(ItemKind::Workspace).len(), 2);
 
         let back = load_workspace(&store);
         assert_eq!(back, vec![file.clone(), pasted.clone()]);
-        assert_eq!(load_mask(&store, back[0].mask_item).unwrap(), mask);
+        assert_eq!(load_mask(&store, back[0].result.mask_item).unwrap(), mask);
         assert_eq!(
-            load_original(&store, back[1].original_item.unwrap()).unwrap(),
+            load_original(&store, back[1].result.original_item.unwrap()).unwrap(),
             image
         );
 
-        // Re-processing replaces the mask and keeps the pasted pixels.
-        let again = save_result(
-            &store,
-            "Pasted image",
-            None,
-            &image,
-            &mask,
-            "m2",
-            Some(&pasted),
-        )
-        .unwrap();
-        assert_eq!(again.original_item, pasted.original_item);
-        assert!(store.read(pasted.mask_item).is_err());
+        // Re-processed hours later (another model): the mask is replaced, the
+        // pasted pixels kept, and the date is still the first one.
+        clock.advance(TimeDelta::hours(20));
+        let again = save_result(&store, new("Pasted image", None, "m2"), Some(&pasted))
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.result.original_item, pasted.result.original_item);
+        assert_eq!(again.created, pasted.created);
+        assert!(store.read(pasted.result.mask_item).is_err());
+        assert!(store.list().iter().all(|i| i.created == pasted.created));
 
-        clock.advance(TimeDelta::hours(25));
-        store.sweep(false, u64::MAX).unwrap();
+        // A day after the images were opened, all of it is gone...
+        clock.advance(sweep_age() - TimeDelta::hours(20));
+        store.sweep(Keep::for_consent(false, u64::MAX)).unwrap();
         assert!(load_workspace(&store).is_empty());
         assert_eq!(store.stats().items, 0);
+        // ...and is never written again, whatever the app still holds.
+        let stroke = Stroke {
+            mode: crate::engine::refine::BrushMode::Erase,
+            radius: 3.0,
+            hardness: 1.0,
+            points: vec![[1.0, 1.0]],
+        };
+        assert_eq!(save_strokes(&store, &file, &[stroke]).unwrap(), None);
+        assert_eq!(
+            save_result(&store, new("cat.jpg", None, "m3"), Some(&file)).unwrap(),
+            None
+        );
+        assert_eq!(store.stats().items, 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_name_that_is_not_utf8_is_kept_and_comes_back() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            RetentionStore::open(dir.path(), Arc::new(crate::privacy::store::SystemClock)).unwrap();
+        let (image, mask) = pixels();
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(b"/photos/caf\xe9.jpg"));
+        let new = NewResult {
+            name: "caf\u{fffd}.jpg",
+            path: Some(path.clone()),
+            original: &image,
+            mask: &mask,
+            model: "m",
+            strokes: &[],
+        };
+        save_result(&store, new, None).unwrap().unwrap();
+        let back = load_workspace(&store);
+        assert_eq!(back[0].result.path.as_ref(), Some(&path));
     }
 }

@@ -5,7 +5,6 @@
 //! user can be shown a notice.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -108,14 +107,31 @@ pub fn load(config_dir: &Path, now: DateTime<Utc>) -> (Settings, Option<LoadNoti
 }
 
 /// Whether the settings file on disk says opted in, read without side
-/// effects: anything unreadable is "no". Background threads ask this at
-/// the moment of acting, so a change made elsewhere (the admin CLI while the
-/// app runs) is respected.
+/// effects: anything unreadable is "no". See [`consent_on_disk`] for what
+/// background threads ask.
 pub fn opted_in_on_disk(config_dir: &Path) -> bool {
     fs::read_to_string(config_dir.join(SETTINGS_FILE))
         .ok()
         .and_then(|t| ron::from_str::<Settings>(&t).ok())
         .is_some_and(|s| s.schema_version <= SCHEMA_VERSION && s.opted_in)
+}
+
+/// The file that records an opt-out the settings could not take (a full
+/// disk, a read-only config folder): while it exists the user is opted out,
+/// whatever `settings.ron` says. In the data folder, so that it can be
+/// written when the config folder cannot.
+pub const WITHDRAWN_FILE: &str = "consent-withdrawn";
+
+pub fn withdrawal_marker(data_dir: &Path) -> PathBuf {
+    data_dir.join(WITHDRAWN_FILE)
+}
+
+/// Consent as recorded on disk at this moment: opted in by the settings
+/// and no withdrawal pending. Background threads ask this at the moment of
+/// acting, so a change made elsewhere (the admin CLI while the app runs) is
+/// respected.
+pub fn consent_on_disk(config_dir: &Path, data_dir: &Path) -> bool {
+    opted_in_on_disk(config_dir) && !withdrawal_marker(data_dir).exists()
 }
 
 /// Moves a bad settings file out of the way, keeping it for the user.
@@ -134,7 +150,8 @@ fn set_aside(path: &Path, detail: String, now: DateTime<Utc>) -> LoadNotice {
     }
 }
 
-/// Writes the settings atomically (temporary file + rename).
+/// Writes the settings atomically (temporary file, flushed, renamed; the
+/// folder flushed), readable by the owner only.
 pub fn save(config_dir: &Path, settings: &Settings) -> Result<(), SettingsError> {
     let path = config_dir.join(SETTINGS_FILE);
     let err = |action| {
@@ -145,19 +162,11 @@ pub fn save(config_dir: &Path, settings: &Settings) -> Result<(), SettingsError>
             path,
         }
     };
-    fs::create_dir_all(config_dir).map_err(err("create the settings folder"))?;
+    crate::fsutil::private_dir(config_dir).map_err(err("create the settings folder"))?;
     let text = ron::ser::to_string_pretty(settings, ron::ser::PrettyConfig::default())
-        .expect("settings always serialise");
-    let mut tmp = tempfile::NamedTempFile::new_in(config_dir).map_err(err("write settings"))?;
-    tmp.write_all(text.as_bytes())
+        .map_err(|e| std::io::Error::other(e.to_string()))
         .map_err(err("write settings"))?;
-    tmp.as_file().sync_all().map_err(err("write settings"))?;
-    tmp.persist(&path).map_err(|e| SettingsError {
-        action: "replace settings",
-        source: e.error,
-        path: path.clone(),
-    })?;
-    Ok(())
+    crate::fsutil::write_private(&path, text.as_bytes()).map_err(err("write settings"))
 }
 
 #[cfg(test)]

@@ -1,25 +1,54 @@
 //! The one retention-governed store for everything the app keeps about the
-//! user's images (workspace, masks, thumbnails, edit history, upload queue,
-//! logs naming files). Each item records when it was created; a sweep deletes
-//! what is 24 hours old unless the user opted in, and keeps the whole store
-//! under its size cap when they did.
+//! user's images (recent work, masks, pasted pixels, the upload queue, the
+//! record of what was sent). Each item records when it was written; without
+//! opt-in a sweep deletes whatever would pass 24 hours before the next sweep
+//! can run, and with it the store stays under its size cap.
 //!
-//! Time only moves forward here: the store remembers the latest time it has
-//! seen, so a clock set back cannot make an old item look young.
+//! **Time.** An item's `created` is the machine's clock when it was written.
+//! Its age is `max(now, high_water) − created`, where `high_water` is the
+//! latest time any process has seen here (kept in the index): a clock that
+//! jumps forward can only make items older, and one set back cannot make
+//! them younger.
+//!
+//! **Processes.** Every change (write, sweep, purge) runs under an advisory
+//! lock on `<store>/lock`, taken by the app, the command line and the
+//! scheduled sweep alike, and starts from the index as it is on disk: two
+//! processes never take the same id, never delete each other's fresh files,
+//! and never write back an index from before a purge.
+//!
+//! **Disk.** Folders are 0700 and files 0600, each write is flushed (file and
+//! folder) before the index names it, a store whose folders are symbolic
+//! links is refused, and a sweep deletes only names the store itself makes
+//! (`<id>.bin`, `.tmp-*`): anything else in its folders is left alone.
 
-use std::fs;
-use std::io::Write;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-/// How long anything of the user's is kept without opt-in.
+use crate::fsutil::{self, TEMP_PREFIX};
+
+/// How long anything of the user's may stay without opt-in.
 pub const RETENTION: TimeDelta = TimeDelta::hours(24);
+/// The longest gap between two sweeps: the hourly scheduled clean-up.
+pub const SWEEP_PERIOD: TimeDelta = TimeDelta::hours(1);
+/// A scheduled sweep may start a little late (timer accuracy, a busy disk).
+pub const SWEEP_SLACK: TimeDelta = TimeDelta::minutes(5);
+
+/// The age at which a sweep deletes an item (opted out): anything that
+/// would pass 24 hours before the next sweep can run.
+pub fn sweep_age() -> TimeDelta {
+    RETENTION - SWEEP_PERIOD - SWEEP_SLACK
+}
 
 const INDEX_FILE: &str = "index.ron";
 const ITEMS_DIR: &str = "items";
+const LOCK_FILE: &str = "lock";
+/// Where exports in progress are recorded (see [`crate::partials`]).
+pub const PARTIALS_DIR: &str = "partials";
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
@@ -56,15 +85,31 @@ impl Clock for ManualClock {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ItemKind {
     Original,
     Mask,
     Thumbnail,
+    /// One open image of the workspace (name, path, strokes, its items).
     Workspace,
     EditHistory,
     UploadQueue,
     Log,
+}
+
+impl ItemKind {
+    /// Plural, for status lines ("2 masks").
+    pub fn plural(self) -> &'static str {
+        match self {
+            ItemKind::Original => "pasted images",
+            ItemKind::Mask => "masks",
+            ItemKind::Thumbnail => "thumbnails",
+            ItemKind::Workspace => "workspace entries",
+            ItemKind::EditHistory => "edit histories",
+            ItemKind::UploadQueue => "queued uploads",
+            ItemKind::Log => "upload records",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +118,7 @@ pub struct StoredItem {
     pub kind: ItemKind,
     /// What the user would recognise (often a file name: user data too).
     pub label: String,
+    /// The machine's clock when first written (kept when rewritten).
     pub created: DateTime<Utc>,
     pub size: u64,
 }
@@ -83,23 +129,60 @@ struct Index {
     /// The latest time this store has seen.
     high_water: Option<DateTime<Utc>>,
     items: Vec<StoredItem>,
-    /// When the index file was last read or written by this process: another
-    /// process (the admin CLI beside the app) may have changed it since.
-    #[serde(skip)]
-    seen: Option<std::time::SystemTime>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a kind of item amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindStats {
+    pub kind: ItemKind,
+    pub items: usize,
+    pub bytes: u64,
+    pub oldest_age: TimeDelta,
+    /// When the oldest one is written, by the store's reckoning.
+    pub oldest_created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreStats {
     pub items: usize,
     pub bytes: u64,
     pub oldest_age: Option<TimeDelta>,
+    /// Per kind, in [`ItemKind`] order.
+    pub kinds: Vec<KindStats>,
+    /// `max(now, high_water)`: the time ages are counted from.
+    pub now: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SweepReport {
     pub removed: usize,
     pub kept: usize,
+    /// Deleted items per kind.
+    pub removed_kinds: BTreeMap<ItemKind, usize>,
+    /// Leftover temporary files and unindexed item files deleted.
+    pub strays: usize,
+    /// Partial exports left by a process that died, deleted.
+    pub partials: usize,
+}
+
+/// What a sweep keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Opted out: items younger than this age.
+    YoungerThan(TimeDelta),
+    /// Opted in: the newest items up to this many bytes.
+    UpTo(u64),
+}
+
+impl Keep {
+    /// The rule for the user's choice.
+    pub fn for_consent(opted_in: bool, cap_bytes: u64) -> Self {
+        if opted_in {
+            Keep::UpTo(cap_bytes)
+        } else {
+            Keep::YoungerThan(sweep_age())
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,10 +202,41 @@ fn err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Stor
     }
 }
 
+/// The index as this process last read it, and which file that was.
+struct Cached {
+    index: Index,
+    stamp: Option<FileStamp>,
+}
+
+/// Tells one version of the index file from another: every write is a new
+/// file renamed into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<Self> {
+        let meta = fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some(Self {
+            inode,
+            modified: meta.modified().ok(),
+            len: meta.len(),
+        })
+    }
+}
+
 pub struct RetentionStore {
     root: PathBuf,
     clock: Arc<dyn Clock>,
-    index: Mutex<Index>,
+    cache: Mutex<Cached>,
+    lock_file: File,
 }
 
 impl std::fmt::Debug for RetentionStore {
@@ -133,74 +247,219 @@ impl std::fmt::Debug for RetentionStore {
     }
 }
 
+/// Changes made under the store's lock: see [`RetentionStore::update`].
+pub struct Txn<'a> {
+    store: &'a RetentionStore,
+    index: &'a mut Index,
+    /// `max(now, high_water)`.
+    now: DateTime<Utc>,
+    /// The machine's clock.
+    clock_now: DateTime<Utc>,
+}
+
+impl Txn<'_> {
+    /// The time ages are counted from.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// How old an item written at `created` is.
+    pub fn age(&self, created: DateTime<Utc>) -> TimeDelta {
+        self.now - created
+    }
+
+    pub fn items(&self) -> &[StoredItem] {
+        &self.index.items
+    }
+
+    pub fn get(&self, id: u64) -> Option<&StoredItem> {
+        self.index.items.iter().find(|i| i.id == id)
+    }
+
+    /// Keeps `bytes` as a new item, dated `created` (never later than the
+    /// machine's clock) or now.
+    pub fn put(
+        &mut self,
+        kind: ItemKind,
+        label: &str,
+        bytes: &[u8],
+        created: Option<DateTime<Utc>>,
+    ) -> Result<StoredItem, StoreError> {
+        let created = created.map_or(self.clock_now, |c| c.min(self.clock_now));
+        self.index.next_id += 1;
+        let item = StoredItem {
+            id: self.index.next_id,
+            kind,
+            label: label.to_string(),
+            created,
+            size: bytes.len() as u64,
+        };
+        let path = self.store.item_path(item.id);
+        fsutil::write_private(&path, bytes).map_err(err("write the local store", &path))?;
+        self.index.items.push(item.clone());
+        Ok(item)
+    }
+
+    /// Rewrites an item's bytes, keeping its creation time. `None` when the
+    /// item is gone (swept or purged): it is never brought back.
+    pub fn replace(&mut self, id: u64, bytes: &[u8]) -> Result<Option<StoredItem>, StoreError> {
+        let Some(position) = self.index.items.iter().position(|i| i.id == id) else {
+            return Ok(None);
+        };
+        let path = self.store.item_path(id);
+        fsutil::write_private(&path, bytes).map_err(err("write the local store", &path))?;
+        let item = &mut self.index.items[position];
+        item.size = bytes.len() as u64;
+        Ok(Some(item.clone()))
+    }
+
+    /// Deletes the given items (unknown ids are ignored).
+    pub fn remove(&mut self, ids: &[u64]) -> Result<usize, StoreError> {
+        let before = self.index.items.len();
+        for id in ids {
+            if self.index.items.iter().any(|i| i.id == *id) {
+                self.store.remove_item_file(*id)?;
+            }
+        }
+        self.index.items.retain(|i| !ids.contains(&i.id));
+        Ok(before - self.index.items.len())
+    }
+}
+
 impl RetentionStore {
-    /// Opens (or creates) the store at `root`.
+    /// Opens (or creates) the store at `root`. Refuses folders that are
+    /// symbolic links.
     pub fn open(root: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        fs::create_dir_all(root.join(ITEMS_DIR)).map_err(err("create the local store", root))?;
-        // An unreadable index loses track of items: start empty, and the
-        // next sweep removes the files it no longer knows (never keeps them).
-        let index = read_index(root);
-        Ok(Self {
+        for dir in [
+            root.to_path_buf(),
+            root.join(ITEMS_DIR),
+            root.join(PARTIALS_DIR),
+        ] {
+            fsutil::private_dir(&dir).map_err(err("use the local store", &dir))?;
+        }
+        let lock_path = root.join(LOCK_FILE);
+        let lock_file =
+            fsutil::open_lock_file(&lock_path).map_err(err("use the local store", &lock_path))?;
+        let store = Self {
             root: root.to_path_buf(),
             clock,
-            index: Mutex::new(index),
-        })
+            cache: Mutex::new(Cached {
+                index: Index::default(),
+                stamp: None,
+            }),
+            lock_file,
+        };
+        store.snapshot();
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
-        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
-        let on_disk = fs::metadata(self.root.join(INDEX_FILE))
-            .and_then(|m| m.modified())
-            .ok();
-        if on_disk.is_some() && on_disk != index.seen {
-            let high_water = index.high_water;
-            *index = read_index(&self.root);
-            // Never let a reload move time backwards.
-            index.high_water = index.high_water.max(high_water);
-        }
-        index
+    /// The folder where exports in progress are recorded.
+    pub fn partials_dir(&self) -> PathBuf {
+        self.root.join(PARTIALS_DIR)
     }
 
-    /// The clock, never earlier than any time the store has seen before.
-    fn now(&self, index: &mut Index) -> DateTime<Utc> {
-        let now = self.clock.now();
-        let now = index.high_water.map_or(now, |hw| hw.max(now));
-        index.high_water = Some(now);
-        now
+    fn cache(&self) -> MutexGuard<'_, Cached> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn item_path(&self, id: u64) -> PathBuf {
         self.root.join(ITEMS_DIR).join(format!("{id}.bin"))
     }
 
-    fn save_index(&self, index: &mut Index) -> Result<(), StoreError> {
-        let path = self.root.join(INDEX_FILE);
-        let text = ron::to_string(&*index).expect("index always serialises");
-        write_atomically(&path, text.as_bytes())?;
-        index.seen = fs::metadata(&path).and_then(|m| m.modified()).ok();
+    fn remove_item_file(&self, id: u64) -> Result<(), StoreError> {
+        let path = self.item_path(id);
+        fsutil::remove_if_present(&path).map_err(err("delete a stored item", &path))
+    }
+
+    /// The folders must still be the store's own (not swapped for links).
+    fn check_folders(&self) -> Result<(), StoreError> {
+        for dir in [self.root.clone(), self.root.join(ITEMS_DIR)] {
+            let meta = fs::symlink_metadata(&dir).map_err(err("use the local store", &dir))?;
+            if meta.file_type().is_symlink() || !meta.is_dir() {
+                return Err(StoreError {
+                    action: "use the local store",
+                    source: std::io::Error::other(
+                        "it is no longer a folder of its own (a symbolic link?)",
+                    ),
+                    path: dir,
+                });
+            }
+        }
         Ok(())
     }
 
-    /// Keeps `bytes` as a new item.
+    /// The index as it is on disk now (read again only when the file changed).
+    fn snapshot(&self) -> Index {
+        let mut cache = self.cache();
+        let path = self.root.join(INDEX_FILE);
+        let stamp = FileStamp::of(&path);
+        if stamp.is_none() || stamp != cache.stamp {
+            let high_water = cache.index.high_water;
+            cache.index = read_index(&path);
+            cache.index.high_water = cache.index.high_water.max(high_water);
+            cache.stamp = stamp;
+        }
+        cache.index.clone()
+    }
+
+    /// `max(clock, high_water)`.
+    fn effective_now(&self, index: &Index) -> DateTime<Utc> {
+        let now = self.clock.now();
+        index.high_water.map_or(now, |hw| hw.max(now))
+    }
+
+    /// Runs `change` under the store's lock, on the index as it is on disk,
+    /// then writes the index back (also when `change` failed part-way, so
+    /// that what it deleted stays deleted).
+    pub fn update<R, E: From<StoreError>>(
+        &self,
+        change: impl FnOnce(&mut Txn<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut cache = self.cache();
+        self.check_folders()?;
+        let lock_path = self.root.join(LOCK_FILE);
+        self.lock_file
+            .lock()
+            .map_err(err("lock the local store", &lock_path))?;
+        let _unlock = Unlock(&self.lock_file);
+        let index_path = self.root.join(INDEX_FILE);
+        let mut index = read_index(&index_path);
+        // Time never moves backwards, whichever process saw the latest.
+        index.high_water = index.high_water.max(cache.index.high_water);
+        let clock_now = self.clock.now();
+        let now = index.high_water.map_or(clock_now, |hw| hw.max(clock_now));
+        index.high_water = Some(now);
+        let result = change(&mut Txn {
+            store: self,
+            index: &mut index,
+            now,
+            clock_now,
+        });
+        let saved = self.save_index(&index);
+        cache.stamp = FileStamp::of(&index_path);
+        cache.index = index;
+        let value = result?;
+        saved?;
+        Ok(value)
+    }
+
+    fn save_index(&self, index: &Index) -> Result<(), StoreError> {
+        let path = self.root.join(INDEX_FILE);
+        let text = ron::to_string(index).map_err(|e| StoreError {
+            action: "write the local store's index",
+            source: std::io::Error::other(e.to_string()),
+            path: path.clone(),
+        })?;
+        fsutil::write_private(&path, text.as_bytes()).map_err(err("write the local store", &path))
+    }
+
+    /// Keeps `bytes` as a new item, dated now.
     pub fn put(&self, kind: ItemKind, label: &str, bytes: &[u8]) -> Result<StoredItem, StoreError> {
-        let mut index = self.lock();
-        let now = self.now(&mut index);
-        index.next_id += 1;
-        let item = StoredItem {
-            id: index.next_id,
-            kind,
-            label: label.to_string(),
-            created: now,
-            size: bytes.len() as u64,
-        };
-        write_atomically(&self.item_path(item.id), bytes)?;
-        index.items.push(item.clone());
-        self.save_index(&mut index)?;
-        Ok(item)
+        self.update(|tx| tx.put(kind, label, bytes, None))
     }
 
     pub fn read(&self, id: u64) -> Result<Vec<u8>, StoreError> {
@@ -209,67 +468,85 @@ impl RetentionStore {
     }
 
     pub fn list(&self) -> Vec<StoredItem> {
-        self.lock().items.clone()
+        self.snapshot().items
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.snapshot().items.iter().any(|i| i.id == id)
     }
 
     pub fn stats(&self) -> StoreStats {
-        let mut index = self.lock();
-        let now = self.now(&mut index);
+        let index = self.snapshot();
+        let now = self.effective_now(&index);
+        let mut kinds: BTreeMap<ItemKind, KindStats> = BTreeMap::new();
+        for item in &index.items {
+            let entry = kinds.entry(item.kind).or_insert(KindStats {
+                kind: item.kind,
+                items: 0,
+                bytes: 0,
+                oldest_age: TimeDelta::zero(),
+                oldest_created: item.created,
+            });
+            entry.items += 1;
+            entry.bytes += item.size;
+            entry.oldest_created = entry.oldest_created.min(item.created);
+            entry.oldest_age = now - entry.oldest_created;
+        }
         StoreStats {
             items: index.items.len(),
             bytes: index.items.iter().map(|i| i.size).sum(),
             oldest_age: index.items.iter().map(|i| now - i.created).max(),
+            kinds: kinds.into_values().collect(),
+            now: Some(now),
         }
     }
 
-    /// Deletes what the user's choice does not allow to stay: without
-    /// opt-in, everything 24 hours old; with it, the oldest items beyond
-    /// `cap_bytes`. Files the index does not know are always removed.
-    pub fn sweep(&self, opted_in: bool, cap_bytes: u64) -> Result<SweepReport, StoreError> {
-        let mut index = self.lock();
-        let now = self.now(&mut index);
-        let before = index.items.len();
-        let mut doomed: Vec<u64> = Vec::new();
-        if opted_in {
-            let mut total: u64 = index.items.iter().map(|i| i.size).sum();
-            let mut by_age: Vec<&StoredItem> = index.items.iter().collect();
-            by_age.sort_by_key(|i| i.created);
-            for item in by_age {
-                if total <= cap_bytes {
-                    break;
+    /// Deletes what the user's choice does not allow to stay, then whatever
+    /// the store's folders hold that no index entry accounts for (a crash
+    /// between writing and recording), and partial exports whose process
+    /// died.
+    pub fn sweep(&self, keep: Keep) -> Result<SweepReport, StoreError> {
+        self.update(|tx| {
+            let mut doomed: Vec<u64> = Vec::new();
+            match keep {
+                Keep::UpTo(cap_bytes) => {
+                    let mut total: u64 = tx.items().iter().map(|i| i.size).sum();
+                    let mut by_age: Vec<&StoredItem> = tx.items().iter().collect();
+                    by_age.sort_by_key(|i| (i.created, i.id));
+                    for item in by_age {
+                        if total <= cap_bytes {
+                            break;
+                        }
+                        total -= item.size;
+                        doomed.push(item.id);
+                    }
                 }
-                total -= item.size;
-                doomed.push(item.id);
+                Keep::YoungerThan(max_age) => doomed.extend(
+                    tx.items()
+                        .iter()
+                        .filter(|i| tx.age(i.created) >= max_age)
+                        .map(|i| i.id),
+                ),
             }
-        } else {
-            doomed.extend(
-                index
-                    .items
-                    .iter()
-                    .filter(|i| now - i.created >= RETENTION)
-                    .map(|i| i.id),
-            );
-        }
-        for id in &doomed {
-            remove_file(&self.item_path(*id))?;
-        }
-        index.items.retain(|i| !doomed.contains(&i.id));
-        self.remove_strays(&index)?;
-        self.save_index(&mut index)?;
-        Ok(SweepReport {
-            removed: before - index.items.len(),
-            kept: index.items.len(),
+            let mut report = SweepReport::default();
+            for item in tx.items().iter().filter(|i| doomed.contains(&i.id)) {
+                *report.removed_kinds.entry(item.kind).or_default() += 1;
+            }
+            report.removed = tx.remove(&doomed)?;
+            report.kept = tx.items().len();
+            report.strays = self.remove_strays(tx.items())?;
+            report.partials = crate::partials::clean(&self.partials_dir());
+            Ok(report)
         })
     }
 
     /// The items of one kind, oldest first.
     pub fn list_kind(&self, kind: ItemKind) -> Vec<StoredItem> {
         let mut items: Vec<StoredItem> = self
-            .lock()
+            .snapshot()
             .items
-            .iter()
+            .into_iter()
             .filter(|i| i.kind == kind)
-            .cloned()
             .collect();
         items.sort_by_key(|i| (i.created, i.id));
         items
@@ -277,95 +554,86 @@ impl RetentionStore {
 
     /// Deletes the given items (unknown ids are ignored).
     pub fn remove(&self, ids: &[u64]) -> Result<usize, StoreError> {
-        let mut index = self.lock();
-        let before = index.items.len();
-        for id in ids {
-            if index.items.iter().any(|i| i.id == *id) {
-                remove_file(&self.item_path(*id))?;
-            }
-        }
-        index.items.retain(|i| !ids.contains(&i.id));
-        self.save_index(&mut index)?;
-        Ok(before - index.items.len())
+        self.update(|tx| tx.remove(ids))
     }
 
     /// Deletes every item of one kind.
     pub fn purge_kind(&self, kind: ItemKind) -> Result<usize, StoreError> {
-        let ids: Vec<u64> = self.list_kind(kind).iter().map(|i| i.id).collect();
-        self.remove(&ids)
+        self.update(|tx| {
+            let ids: Vec<u64> = tx
+                .items()
+                .iter()
+                .filter(|i| i.kind == kind)
+                .map(|i| i.id)
+                .collect();
+            tx.remove(&ids)
+        })
     }
 
     /// Deletes everything in the store.
     pub fn purge_all(&self) -> Result<usize, StoreError> {
-        let mut index = self.lock();
-        let removed = index.items.len();
-        index.items.clear();
-        self.remove_strays(&index)?;
-        self.save_index(&mut index)?;
-        Ok(removed)
+        self.update(|tx| {
+            let ids: Vec<u64> = tx.items().iter().map(|i| i.id).collect();
+            let removed = tx.remove(&ids)?;
+            self.remove_strays(tx.items())?;
+            crate::partials::clean(&self.partials_dir());
+            Ok(removed)
+        })
     }
 
-    /// Files in the items folder that no index entry accounts for (a crash
-    /// between writing an item and recording it) are removed, never kept.
-    fn remove_strays(&self, index: &Index) -> Result<(), StoreError> {
-        let dir = self.root.join(ITEMS_DIR);
-        let entries = fs::read_dir(&dir).map_err(err("list the local store", &dir))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let known = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<u64>().ok())
-                .is_some_and(|id| {
-                    index.items.iter().any(|i| i.id == id)
-                        && path.extension().is_some_and(|e| e == "bin")
-                });
-            if !known {
-                remove_file(&path)?;
+    /// Deletes the store's own files that `items` does not account for:
+    /// `<id>.bin` files with no entry and temporary files (`.tmp-*`) in the
+    /// store's folders. Runs under the lock, so no other writer is midway.
+    fn remove_strays(&self, items: &[StoredItem]) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for dir in [self.root.clone(), self.root.join(ITEMS_DIR)] {
+            let entries = fs::read_dir(&dir).map_err(err("list the local store", &dir))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else {
+                    continue;
+                };
+                let ours = if name.starts_with(TEMP_PREFIX) {
+                    true
+                } else if dir.ends_with(ITEMS_DIR) {
+                    name.strip_suffix(".bin")
+                        .and_then(|id| id.parse::<u64>().ok())
+                        .is_some_and(|id| !items.iter().any(|i| i.id == id))
+                } else {
+                    false
+                };
+                let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+                if ours && is_file {
+                    let path = entry.path();
+                    fsutil::remove_if_present(&path).map_err(err("delete a stored item", &path))?;
+                    removed += 1;
+                }
             }
         }
-        Ok(())
+        if removed > 0 {
+            let items_dir = self.root.join(ITEMS_DIR);
+            fsutil::sync_dir(&items_dir).map_err(err("write the local store", &items_dir))?;
+        }
+        Ok(removed)
     }
 }
 
-fn read_index(root: &Path) -> Index {
-    let path = root.join(INDEX_FILE);
-    let seen = fs::metadata(&path).and_then(|m| m.modified()).ok();
+/// Releases the store's lock when a change is done (or panicked).
+struct Unlock<'a>(&'a File);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+fn read_index(path: &Path) -> Index {
     // An unreadable index loses track of items: start empty, and the next
     // sweep removes the files it no longer knows (never keeps them).
-    let mut index: Index = fs::read_to_string(&path)
+    fs::read_to_string(path)
         .ok()
         .and_then(|t| ron::from_str(&t).ok())
-        .unwrap_or_default();
-    index.seen = seen;
-    index
-}
-
-fn remove_file(path: &Path) -> Result<(), StoreError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(err("delete a stored item", path)(e))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // The temporary lives inside the store, so a crash leaves it where the
-    // next sweep removes it.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(err("write the local store", path))?;
-    tmp.write_all(bytes)
-        .map_err(err("write the local store", path))?;
-    tmp.persist(path).map_err(|e| StoreError {
-        action: "write the local store",
-        source: e.error,
-        path: path.to_path_buf(),
-    })?;
-    Ok(())
+        .unwrap_or_default()
 }
 
 /// "2 h 05 min", "3 min", "1 d 4 h": ages as the status line shows them.
@@ -392,28 +660,30 @@ mod tests {
         (RetentionStore::open(dir, clock.clone()).unwrap(), clock)
     }
 
+    fn opted_out() -> Keep {
+        Keep::for_consent(false, u64::MAX)
+    }
+
+    fn items_on_disk(dir: &Path) -> usize {
+        fs::read_dir(dir.join(ITEMS_DIR)).unwrap().count()
+    }
+
     #[test]
-    fn opted_out_items_survive_23h59_and_are_gone_at_24h01() {
+    fn a_sweep_deletes_what_would_pass_24_hours_before_the_next_sweep() {
         let dir = tempfile::tempdir().unwrap();
         let (store, clock) = store(dir.path());
         store.put(ItemKind::Mask, "cat.jpg", b"mask").unwrap();
-        clock.advance(TimeDelta::minutes(23 * 60 + 59));
-        assert_eq!(
-            store.sweep(false, u64::MAX).unwrap(),
-            SweepReport {
-                removed: 0,
-                kept: 1
-            }
-        );
-        clock.advance(TimeDelta::minutes(2));
-        assert_eq!(
-            store.sweep(false, u64::MAX).unwrap(),
-            SweepReport {
-                removed: 1,
-                kept: 0
-            }
-        );
-        assert_eq!(fs::read_dir(dir.path().join(ITEMS_DIR)).unwrap().count(), 0);
+        // The hourly sweep at 22 h 54 min keeps it: the next one (at most
+        // 1 h 05 min later) comes before 24 h.
+        clock.advance(TimeDelta::minutes(22 * 60 + 54));
+        let report = store.sweep(opted_out()).unwrap();
+        assert_eq!((report.removed, report.kept), (0, 1));
+        // At 22 h 55 min the next sweep could come after 24 h: delete now.
+        clock.advance(TimeDelta::minutes(1));
+        let report = store.sweep(opted_out()).unwrap();
+        assert_eq!((report.removed, report.kept), (1, 0));
+        assert_eq!(report.removed_kinds.get(&ItemKind::Mask), Some(&1));
+        assert_eq!(items_on_disk(dir.path()), 0);
         assert!(
             !fs::read_to_string(dir.path().join(INDEX_FILE))
                 .unwrap()
@@ -429,29 +699,45 @@ mod tests {
         clock.advance(TimeDelta::minutes(1));
         store.put(ItemKind::Original, "new.jpg", &[0; 100]).unwrap();
         clock.advance(TimeDelta::days(30));
-        assert_eq!(store.sweep(true, 1000).unwrap().removed, 0);
-        assert_eq!(store.sweep(true, 150).unwrap().removed, 1);
+        assert_eq!(store.sweep(Keep::UpTo(1000)).unwrap().removed, 0);
+        assert_eq!(store.sweep(Keep::UpTo(150)).unwrap().removed, 1);
         assert_eq!(store.list()[0].label, "new.jpg");
     }
 
     #[test]
-    fn a_clock_set_back_does_not_extend_retention() {
+    fn a_clock_set_back_cannot_make_items_younger() {
         let dir = tempfile::tempdir().unwrap();
         let (store, clock) = store(dir.path());
         store.put(ItemKind::Thumbnail, "a.jpg", b"x").unwrap();
-        clock.advance(TimeDelta::hours(23));
-        assert_eq!(store.sweep(false, u64::MAX).unwrap().removed, 0);
-        // The clock jumps back a week, then moves on two hours: the item is
-        // 25 hours old by the store's reckoning and must go.
+        clock.advance(TimeDelta::hours(20));
+        assert_eq!(store.sweep(opted_out()).unwrap().removed, 0);
+        // The clock jumps back a week and stays there: ages are counted from
+        // the latest time seen, so the item still ages with real time...
         clock.advance(TimeDelta::days(-7));
         clock.advance(TimeDelta::hours(2));
-        assert_eq!(
-            store.sweep(false, u64::MAX).unwrap().removed,
-            0,
-            "time stands still while behind"
-        );
-        clock.set(t0() + TimeDelta::hours(25));
-        assert_eq!(store.sweep(false, u64::MAX).unwrap().removed, 1);
+        assert_eq!(store.stats().oldest_age, Some(TimeDelta::hours(20)));
+        // ...and an item written while the clock is behind is dated by that
+        // clock, so it counts as a week old at once.
+        store.put(ItemKind::Mask, "b.jpg", b"y").unwrap();
+        assert_eq!(store.sweep(opted_out()).unwrap().removed, 1);
+        assert_eq!(store.list()[0].label, "a.jpg");
+        clock.set(t0() + TimeDelta::hours(23));
+        assert_eq!(store.sweep(opted_out()).unwrap().removed, 1);
+    }
+
+    #[test]
+    fn a_clock_that_ran_ahead_can_only_shorten_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, clock) = store(dir.path());
+        // Some process ran with the clock 25 hours ahead...
+        clock.advance(TimeDelta::hours(25));
+        store.sweep(opted_out()).unwrap();
+        // ...then the clock is right again and the user works.
+        clock.set(t0());
+        let item = store.put(ItemKind::Mask, "c.jpg", b"z").unwrap();
+        assert_eq!(item.created, t0(), "dated by the machine's clock");
+        // Counted from the high-water mark, it is already 25 h old.
+        assert_eq!(store.sweep(opted_out()).unwrap().removed, 1);
     }
 
     #[test]
@@ -460,30 +746,127 @@ mod tests {
         {
             let (store, clock) = store(dir.path());
             store.put(ItemKind::Log, "log", b"x").unwrap();
-            clock.advance(TimeDelta::hours(23));
-            store.sweep(false, u64::MAX).unwrap();
+            clock.advance(TimeDelta::hours(22));
+            store.sweep(opted_out()).unwrap();
         }
         // A new process whose clock reads the original time.
-        let clock = Arc::new(ManualClock::new(
-            t0() + TimeDelta::hours(1) + TimeDelta::minutes(1),
-        ));
+        let clock = Arc::new(ManualClock::new(t0() + TimeDelta::hours(1)));
         let store = RetentionStore::open(dir.path(), clock.clone()).unwrap();
-        assert_eq!(store.sweep(false, u64::MAX).unwrap().removed, 0);
-        clock.set(t0() + TimeDelta::hours(24) + TimeDelta::minutes(1));
-        assert_eq!(store.sweep(false, u64::MAX).unwrap().removed, 1);
+        assert_eq!(store.stats().oldest_age, Some(TimeDelta::hours(22)));
+        assert_eq!(store.sweep(opted_out()).unwrap().removed, 0);
+        clock.set(t0() + TimeDelta::hours(23));
+        assert_eq!(store.sweep(opted_out()).unwrap().removed, 1);
     }
 
     #[test]
-    fn stray_files_and_purge() {
+    fn strays_temporaries_and_purge_but_nothing_the_store_did_not_make() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = store(dir.path());
         store.put(ItemKind::Workspace, "w", b"x").unwrap();
         fs::write(dir.path().join(ITEMS_DIR).join("999.bin"), b"orphan").unwrap();
-        store.sweep(false, u64::MAX).unwrap();
-        assert_eq!(fs::read_dir(dir.path().join(ITEMS_DIR)).unwrap().count(), 1);
+        fs::write(dir.path().join(ITEMS_DIR).join(".tmp-abc"), b"torn").unwrap();
+        fs::write(dir.path().join(".tmp-index"), b"torn index").unwrap();
+        fs::write(dir.path().join(ITEMS_DIR).join("notes.txt"), b"not ours").unwrap();
+        let report = store.sweep(opted_out()).unwrap();
+        assert_eq!(report.strays, 3);
+        assert!(!dir.path().join(".tmp-index").exists());
+        assert!(dir.path().join(ITEMS_DIR).join("notes.txt").exists());
         assert_eq!(store.purge_all().unwrap(), 1);
-        assert_eq!(fs::read_dir(dir.path().join(ITEMS_DIR)).unwrap().count(), 0);
-        assert_eq!(store.stats(), StoreStats::default());
+        assert_eq!(
+            items_on_disk(dir.path()),
+            1,
+            "only the file it did not make"
+        );
+        assert_eq!(store.stats().items, 0);
+    }
+
+    #[test]
+    fn replace_keeps_the_date_and_never_brings_an_item_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, clock) = store(dir.path());
+        let item = store.put(ItemKind::Workspace, "w", b"one").unwrap();
+        clock.advance(TimeDelta::hours(5));
+        let again = store
+            .update(|tx| tx.replace(item.id, b"two"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.created, item.created);
+        assert_eq!(store.read(item.id).unwrap(), b"two");
+        store.purge_all().unwrap();
+        assert_eq!(
+            store.update(|tx| tx.replace(item.id, b"three")).unwrap(),
+            None
+        );
+        assert_eq!(items_on_disk(dir.path()), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folders_are_private_and_symlinked_folders_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let (store, _) = store(&root);
+        let item = store.put(ItemKind::Mask, "m", b"x").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&root.join(ITEMS_DIR)), 0o700);
+        assert_eq!(mode(&root.join(INDEX_FILE)), 0o600);
+        assert_eq!(mode(&store.item_path(item.id)), 0o600);
+
+        // The items folder swapped for a link to elsewhere: refused, and
+        // nothing in the link's target is touched.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("1.bin"), b"someone else's").unwrap();
+        fs::write(elsewhere.join("7.bin"), b"someone else's").unwrap();
+        fs::rename(root.join(ITEMS_DIR), dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join(ITEMS_DIR)).unwrap();
+        assert!(store.purge_all().is_err());
+        assert!(store.sweep(opted_out()).is_err());
+        assert!(elsewhere.join("1.bin").exists() && elsewhere.join("7.bin").exists());
+        let reopened = RetentionStore::open(&root, Arc::new(SystemClock));
+        assert!(reopened.unwrap_err().to_string().contains("symbolic link"));
+
+        let linked_root = dir.path().join("linked-store");
+        std::os::unix::fs::symlink(&elsewhere, &linked_root).unwrap();
+        assert!(RetentionStore::open(&linked_root, Arc::new(SystemClock)).is_err());
+    }
+
+    #[test]
+    fn two_stores_on_one_folder_never_share_an_id_or_lose_an_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Arc::new(RetentionStore::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let b = Arc::new(RetentionStore::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let writers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(n, store)| {
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        store
+                            .put(ItemKind::Mask, &format!("{n}-{i}"), &[n as u8; 10])
+                            .unwrap();
+                        if i % 10 == 0 {
+                            store.sweep(opted_out()).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let items = a.list();
+        assert_eq!(items.len(), 100);
+        let mut ids: Vec<u64> = items.iter().map(|i| i.id).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 100);
+        for item in &items {
+            let n: u8 = item.label[..1].parse().unwrap();
+            assert_eq!(a.read(item.id).unwrap(), vec![n; 10]);
+        }
+        assert_eq!(items_on_disk(dir.path()), 100);
     }
 
     #[test]

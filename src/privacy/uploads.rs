@@ -117,6 +117,15 @@ impl Endpoint {
         }
     }
 
+    /// The host samples go to, as the Account page shows it.
+    pub fn host(&self) -> String {
+        self.url
+            .parse::<ureq::http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_string))
+            .unwrap_or_else(|| self.url.clone())
+    }
+
     /// `BACKGROUNDERASE_UPLOAD_URL`, else the settings, else the default.
     pub fn configured(settings_url: Option<&str>) -> Result<Self, UploadError> {
         let from_env = std::env::var(UPLOAD_URL_ENV).ok().filter(|v| !v.is_empty());
@@ -184,24 +193,28 @@ fn boundary_of(body: &[u8]) -> Option<String> {
 }
 
 /// Queues a sample if (and only if) the user has opted in; returns the queued
-/// item, or `None` when consent is off (then nothing is encoded or kept).
+/// item, or `None` when consent is off (then nothing is kept). Consent is
+/// checked again under the store's lock, from the gate and from disk: whoever
+/// withdraws it records that first and then empties the queue under the same
+/// lock, so a sample is either refused here or emptied there.
 pub fn enqueue(
     store: &RetentionStore,
     gate: &ConsentGate,
+    on_disk: &ConsentOnDisk,
     label: &str,
     sample: &TrainingSample<'_>,
 ) -> Result<Option<StoredItem>, UploadError> {
-    if !gate.opted_in() {
+    if !gate.opted_in() || !on_disk() {
         return Ok(None);
     }
     let epoch = gate.epoch();
     let body = encode_sample(sample)?;
-    // Consent withdrawn while encoding: the revoker has already emptied
-    // the queue, so do not add to it.
-    if !gate.holds_since(epoch) {
-        return Ok(None);
-    }
-    Ok(Some(store.put(ItemKind::UploadQueue, label, &body)?))
+    store.update(|tx| {
+        if !gate.holds_since(epoch) || !on_disk() {
+            return Ok(None);
+        }
+        Ok(Some(tx.put(ItemKind::UploadQueue, label, &body, None)?))
+    })
 }
 
 /// What the Account pane shows of the uploader.
@@ -463,6 +476,9 @@ impl SenderThread {
             let mut config = ureq::Agent::config_builder()
                 .tls_config(crate::models::download::platform_tls())
                 .http_status_as_error(false)
+                // A redirect could send samples somewhere the user was not
+                // shown: it is refused (as a 3xx status) instead.
+                .max_redirects(0)
                 .https_only(!endpoint.loopback)
                 .user_agent(USER_AGENT)
                 .timeout_connect(Some(Duration::from_secs(15)))
@@ -477,6 +493,7 @@ impl SenderThread {
         let reader = GatedReader {
             body: Cursor::new(body),
             gate: self.gate.clone(),
+            consent_on_disk: self.consent_on_disk.clone(),
             epoch,
             shutdown: self.shutdown.clone(),
         };
@@ -506,17 +523,30 @@ impl SenderThread {
 }
 
 /// Streams a body in small pieces and fails as soon as consent is withdrawn
-/// (or the app closes), which aborts the request mid-way.
+/// (in this process, or on disk by `privacy opt-out` from a terminal) or
+/// the app closes, which aborts the request mid-way.
 struct GatedReader {
     body: Cursor<Vec<u8>>,
     gate: ConsentGate,
+    consent_on_disk: ConsentOnDisk,
     epoch: u64,
     shutdown: Arc<AtomicBool>,
 }
 
 impl Read for GatedReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if !self.gate.holds_since(self.epoch) || self.shutdown.load(Ordering::SeqCst) {
+        let withdrawn_on_disk = || {
+            let gone = !(self.consent_on_disk)();
+            if gone {
+                // Seen here first: the whole app follows.
+                self.gate.set(false);
+            }
+            gone
+        };
+        if !self.gate.holds_since(self.epoch)
+            || self.shutdown.load(Ordering::SeqCst)
+            || withdrawn_on_disk()
+        {
             return Err(std::io::Error::other("consent withdrawn"));
         }
         let n = buf.len().min(64 * 1024);
@@ -574,10 +604,25 @@ mod tests {
             mask: &mask,
             model_id: "m",
         };
-        assert!(enqueue(&store, &gate, "a.jpg", &sample).unwrap().is_none());
+        let yes: ConsentOnDisk = Arc::new(|| true);
+        let no: ConsentOnDisk = Arc::new(|| false);
+        assert!(
+            enqueue(&store, &gate, &yes, "a.jpg", &sample)
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(store.stats().items, 0);
         gate.set(true);
-        assert!(enqueue(&store, &gate, "a.jpg", &sample).unwrap().is_some());
+        assert!(
+            enqueue(&store, &gate, &no, "a.jpg", &sample)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            enqueue(&store, &gate, &yes, "a.jpg", &sample)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(store.list_kind(ItemKind::UploadQueue).len(), 1);
     }
 }

@@ -10,38 +10,63 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use image::{GrayImage, RgbaImage};
 
-use super::recent::{SavedResult, save_result, save_workspace};
+use super::recent::{Kept, NewResult, save_result, save_strokes};
 use super::store::{RetentionStore, StoreError, SweepReport};
-use super::uploads::{ConsentGate, TrainingSample, enqueue};
+use super::uploads::{ConsentGate, ConsentOnDisk, TrainingSample, enqueue};
+use crate::engine::refine::{EdgeSettings, Stroke, finish_mask};
+use crate::worker::ImageId;
 
 pub enum StoreJob {
     /// Keep a finished result for the next start.
     SaveResult {
-        image_id: u64,
+        image_id: ImageId,
         name: String,
         path: Option<PathBuf>,
         original: Arc<RgbaImage>,
         mask: Arc<GrayImage>,
         model: String,
-        replaces: Option<SavedResult>,
+        strokes: Vec<Stroke>,
+        /// What is kept of the same image already (its date carries over).
+        kept: Option<Kept>,
     },
-    /// Which results make up the workspace now.
-    SaveWorkspace(Vec<SavedResult>),
+    /// The image's brush strokes changed.
+    SaveStrokes {
+        image_id: ImageId,
+        kept: Kept,
+        strokes: Vec<Stroke>,
+    },
     /// A training sample; dropped unless consent holds when it is written.
+    /// The final mask (strokes and edge settings on the model's mask) is
+    /// made here, off the UI thread.
     QueueUpload {
         label: String,
         original: Arc<RgbaImage>,
         mask: Arc<GrayImage>,
+        strokes: Vec<Stroke>,
+        edges: EdgeSettings,
         model: String,
     },
     Sweep,
+    /// Delete everything stored.
+    Purge,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoreReport {
-    Saved { image_id: u64, result: SavedResult },
-    Queued { label: String },
+    Saved {
+        image_id: ImageId,
+        kept: Kept,
+    },
+    /// The image's entry is gone (swept or purged): nothing more of it is
+    /// written.
+    Gone {
+        image_id: ImageId,
+    },
+    Queued {
+        label: String,
+    },
     Swept(SweepReport),
+    Purged(usize),
     Failed(String),
 }
 
@@ -62,6 +87,7 @@ impl StoreWriter {
     pub fn spawn(
         store: Arc<RetentionStore>,
         gate: ConsentGate,
+        consent_on_disk: ConsentOnDisk,
         sweeper: Sweeper,
         queued: Box<dyn Fn() + Send>,
         wake: Arc<dyn Fn() + Send + Sync>,
@@ -80,37 +106,46 @@ impl StoreWriter {
                             original,
                             mask,
                             model,
-                            replaces,
-                        } => match save_result(
-                            &store,
-                            &name,
-                            path,
-                            &original,
-                            &mask,
-                            &model,
-                            replaces.as_ref(),
-                        ) {
-                            Ok(result) => StoreReport::Saved { image_id, result },
-                            Err(e) => StoreReport::Failed(e.to_string()),
-                        },
-                        StoreJob::SaveWorkspace(results) => {
-                            match save_workspace(&store, &results) {
-                                Ok(()) => continue,
-                                Err(e) => StoreReport::Failed(e.to_string()),
-                            }
+                            strokes,
+                            kept,
+                        } => {
+                            let new = NewResult {
+                                name: &name,
+                                path,
+                                original: &original,
+                                mask: &mask,
+                                model: &model,
+                                strokes: &strokes,
+                            };
+                            kept_report(image_id, save_result(&store, new, kept.as_ref()))
                         }
+                        StoreJob::SaveStrokes {
+                            image_id,
+                            kept,
+                            strokes,
+                        } => kept_report(image_id, save_strokes(&store, &kept, &strokes)),
                         StoreJob::QueueUpload {
                             label,
                             original,
                             mask,
+                            strokes,
+                            edges,
                             model,
                         } => {
+                            if !gate.opted_in() {
+                                continue;
+                            }
+                            let mask = if strokes.is_empty() && edges.is_identity() {
+                                mask
+                            } else {
+                                Arc::new(finish_mask(&original, &mask, &strokes, &edges))
+                            };
                             let sample = TrainingSample {
                                 original: &original,
                                 mask: &mask,
                                 model_id: &model,
                             };
-                            match enqueue(&store, &gate, &label, &sample) {
+                            match enqueue(&store, &gate, &consent_on_disk, &label, &sample) {
                                 Ok(Some(_)) => {
                                     queued();
                                     StoreReport::Queued { label }
@@ -121,6 +156,10 @@ impl StoreWriter {
                         }
                         StoreJob::Sweep => match sweeper() {
                             Ok(report) => StoreReport::Swept(report),
+                            Err(e) => StoreReport::Failed(e.to_string()),
+                        },
+                        StoreJob::Purge => match store.purge_all() {
+                            Ok(n) => StoreReport::Purged(n),
                             Err(e) => StoreReport::Failed(e.to_string()),
                         },
                     };
@@ -165,5 +204,16 @@ impl StoreWriter {
 impl Drop for StoreWriter {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+fn kept_report(
+    image_id: ImageId,
+    saved: Result<Option<Kept>, super::recent::RecentError>,
+) -> StoreReport {
+    match saved {
+        Ok(Some(kept)) => StoreReport::Saved { image_id, kept },
+        Ok(None) => StoreReport::Gone { image_id },
+        Err(e) => StoreReport::Failed(e.to_string()),
     }
 }

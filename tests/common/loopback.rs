@@ -159,9 +159,16 @@ fn serve(
         if s.is_empty() { 200 } else { s.remove(0) }
     };
     let mut stream = stream;
+    // A redirect points back at this server, at another path.
+    let location = if (300..400).contains(&status) {
+        let port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+        format!("Location: http://127.0.0.1:{port}/elsewhere\r\n")
+    } else {
+        String::new()
+    };
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 {status} Status\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
 }
 

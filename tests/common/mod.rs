@@ -21,7 +21,7 @@ pub fn engine() -> MutexGuard<'static, Engine> {
     ENGINE
         .get_or_init(|| {
             let engine = Engine::load(
-                &AppDirs::discover(),
+                &AppDirs::discover().unwrap(),
                 &ModelCatalog::builtin(),
                 None,
                 &SessionOptions::default(),
@@ -81,7 +81,7 @@ pub fn iou(predicted: &GrayImage, truth: &GrayImage, threshold: f32) -> f64 {
 pub fn fresh_profile() -> (tempfile::TempDir, AppDirs) {
     let home = tempfile::tempdir().unwrap();
     let dirs = AppDirs::under(home.path());
-    let installed = AppDirs::discover();
+    let installed = AppDirs::discover().unwrap();
     std::fs::create_dir_all(&dirs.data).unwrap();
     // Each model file linked into a folder of the profile's own, so that
     // tests that install or remove models never touch the real folder.
