@@ -229,51 +229,58 @@ pub fn load_original(store: &RetentionStore, item: u64) -> Result<RgbaImage, Str
         .map_err(|e| format!("a stored image is damaged ({e})"))
 }
 
-/// A path as its bytes (Unix) or UTF-16 units (Windows), so names that are
-/// not valid UTF-8 survive.
+/// A path as text, or as its bytes (Unix) / UTF-16 units (Windows) when it
+/// is not valid Unicode, so any name the system allows survives.
 mod path_bytes {
     use std::path::PathBuf;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    #[cfg(unix)]
-    type Raw = Vec<u8>;
-    #[cfg(windows)]
-    type Raw = Vec<u16>;
-    #[cfg(not(any(unix, windows)))]
-    type Raw = String;
+    /// Text when the path is valid Unicode (readable, and what a scan of
+    /// the disk for the user's names finds); the raw units otherwise.
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        #[cfg(unix)]
+        Bytes(Vec<u8>),
+        #[cfg(windows)]
+        Wide(Vec<u16>),
+    }
 
     fn to_raw(path: &std::path::Path) -> Raw {
+        if let Some(text) = path.to_str() {
+            return Raw::Text(text.to_string());
+        }
         #[cfg(unix)]
         {
             use std::os::unix::ffi::OsStrExt;
-            path.as_os_str().as_bytes().to_vec()
+            Raw::Bytes(path.as_os_str().as_bytes().to_vec())
         }
         #[cfg(windows)]
         {
             use std::os::windows::ffi::OsStrExt;
-            path.as_os_str().encode_wide().collect()
+            Raw::Wide(path.as_os_str().encode_wide().collect())
         }
         #[cfg(not(any(unix, windows)))]
         {
-            path.to_string_lossy().into_owned()
+            Raw::Text(path.to_string_lossy().into_owned())
         }
     }
 
     fn from_raw(raw: Raw) -> PathBuf {
-        #[cfg(unix)]
-        {
-            use std::os::unix::ffi::OsStringExt;
-            PathBuf::from(std::ffi::OsString::from_vec(raw))
-        }
-        #[cfg(windows)]
-        {
-            use std::os::windows::ffi::OsStringExt;
-            PathBuf::from(std::ffi::OsString::from_wide(&raw))
-        }
-        #[cfg(not(any(unix, windows)))]
-        {
-            PathBuf::from(raw)
+        match raw {
+            Raw::Text(text) => PathBuf::from(text),
+            #[cfg(unix)]
+            Raw::Bytes(bytes) => {
+                use std::os::unix::ffi::OsStringExt;
+                PathBuf::from(std::ffi::OsString::from_vec(bytes))
+            }
+            #[cfg(windows)]
+            Raw::Wide(units) => {
+                use std::os::windows::ffi::OsStringExt;
+                PathBuf::from(std::ffi::OsString::from_wide(&units))
+            }
         }
     }
 

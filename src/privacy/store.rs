@@ -255,6 +255,8 @@ pub struct Txn<'a> {
     now: DateTime<Utc>,
     /// The machine's clock.
     clock_now: DateTime<Utc>,
+    /// Something changed: the index must be written.
+    dirty: bool,
 }
 
 impl Txn<'_> {
@@ -295,6 +297,7 @@ impl Txn<'_> {
             size: bytes.len() as u64,
         };
         let path = self.store.item_path(item.id);
+        self.dirty = true;
         fsutil::write_private(&path, bytes).map_err(err("write the local store", &path))?;
         self.index.items.push(item.clone());
         Ok(item)
@@ -307,6 +310,7 @@ impl Txn<'_> {
             return Ok(None);
         };
         let path = self.store.item_path(id);
+        self.dirty = true;
         fsutil::write_private(&path, bytes).map_err(err("write the local store", &path))?;
         let item = &mut self.index.items[position];
         item.size = bytes.len() as u64;
@@ -318,6 +322,7 @@ impl Txn<'_> {
         let before = self.index.items.len();
         for id in ids {
             if self.index.items.iter().any(|i| i.id == *id) {
+                self.dirty = true;
                 self.store.remove_item_file(*id)?;
             }
         }
@@ -428,18 +433,28 @@ impl RetentionStore {
         let _unlock = Unlock(&self.lock_file);
         let index_path = self.root.join(INDEX_FILE);
         let mut index = read_index(&index_path);
+        let on_disk_high_water = index.high_water;
         // Time never moves backwards, whichever process saw the latest.
         index.high_water = index.high_water.max(cache.index.high_water);
         let clock_now = self.clock.now();
         let now = index.high_water.map_or(clock_now, |hw| hw.max(clock_now));
         index.high_water = Some(now);
-        let result = change(&mut Txn {
+        let mut txn = Txn {
             store: self,
             index: &mut index,
             now,
             clock_now,
-        });
-        let saved = self.save_index(&index);
+            dirty: false,
+        };
+        let result = change(&mut txn);
+        // A sweep that deleted nothing writes the index only to move the
+        // high-water mark on, every few minutes (not a disk write a minute).
+        let stale_mark = on_disk_high_water.is_none_or(|hw| now - hw >= TimeDelta::minutes(10));
+        let saved = if txn.dirty || stale_mark {
+            self.save_index(&index)
+        } else {
+            Ok(())
+        };
         cache.stamp = FileStamp::of(&index_path);
         cache.index = index;
         let value = result?;
