@@ -15,7 +15,6 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use crate::fsutil::{self, TEMP_PREFIX};
 
@@ -23,14 +22,6 @@ use crate::fsutil::{self, TEMP_PREFIX};
 pub const PARTIAL_PREFIX: &str = ".backgrounderase-";
 pub const PARTIAL_SUFFIX: &str = ".part";
 const RECORD_PREFIX: &str = "p-";
-
-static JOURNAL: OnceLock<PathBuf> = OnceLock::new();
-
-/// Where this process records named temporaries: the store's `partials/`
-/// folder. Set once at start by the app and the command line.
-pub fn set_journal(dir: PathBuf) {
-    let _ = JOURNAL.set(dir);
-}
 
 /// Whether `name` is one of ours (the only names a sweep deletes).
 pub fn is_partial_name(name: &str) -> bool {
@@ -51,10 +42,11 @@ impl Drop for Recorded {
     }
 }
 
-/// Records `partial` before it is created. Without a journal (tests of the
-/// engine alone) nothing is recorded.
-pub fn record(partial: &Path) -> io::Result<Recorded> {
-    let Some(dir) = JOURNAL.get() else {
+/// Records `partial` in the journal folder `journal` (the store's
+/// `partials/`) before it is created. Without a journal nothing is recorded
+/// (files that are not the user's images: model copies).
+pub fn record(partial: &Path, journal: Option<&Path>) -> io::Result<Recorded> {
+    let Some(dir) = journal else {
         return Ok(Recorded { record: None });
     };
     // Locked before it has its final name, so a sweep never sees it
@@ -119,17 +111,18 @@ pub fn clean(dir: &Path) -> usize {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or
 /// the new one, and no temporary (see the module's notes). The file is an
-/// ordinary one for the user (0644 before the umask).
-pub fn write_export(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// ordinary one for the user (0644 before the umask). `journal`: where a
+/// named temporary is recorded, if one is needed.
+pub fn write_export(path: &Path, bytes: &[u8], journal: Option<&Path>) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     #[cfg(target_os = "linux")]
     if let Some(file) = unnamed_file(dir)? {
-        return link_unnamed(file, dir, path, bytes);
+        return link_unnamed(file, dir, path, bytes, journal);
     }
-    write_named(dir, path, bytes, None)
+    write_named(dir, path, bytes, None, journal)
 }
 
 /// A named temporary, recorded, then renamed over `path`. `contents`, when
@@ -140,9 +133,10 @@ fn write_named(
     path: &Path,
     bytes: &[u8],
     #[allow(unused_variables)] contents: Option<&File>,
+    journal: Option<&Path>,
 ) -> io::Result<()> {
     let partial = dir.join(format!("{PARTIAL_PREFIX}{}{PARTIAL_SUFFIX}", random_hex()));
-    let _record = record(&partial)?;
+    let _record = record(&partial, journal)?;
     let written = (|| {
         #[cfg(target_os = "linux")]
         if let Some(file) = contents {
@@ -191,14 +185,20 @@ fn unnamed_file(dir: &Path) -> io::Result<Option<File>> {
 }
 
 #[cfg(target_os = "linux")]
-fn link_unnamed(mut file: File, dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn link_unnamed(
+    mut file: File,
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    journal: Option<&Path>,
+) -> io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     match link_fd(&file, path) {
         Ok(()) => fsutil::sync_dir(dir),
         // Replacing a file takes a rename, so a (recorded) name for a moment.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            write_named(dir, path, bytes, Some(&file))
+            write_named(dir, path, bytes, Some(&file), journal)
         }
         Err(e) => Err(e),
     }
@@ -264,8 +264,11 @@ mod tests {
     fn exports_land_whole_and_leave_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.png");
-        write_export(&path, b"one").unwrap();
-        write_export(&path, b"two").unwrap();
+        let journal = tempfile::tempdir().unwrap();
+        write_export(&path, b"one", Some(journal.path())).unwrap();
+        write_export(&path, b"two", Some(journal.path())).unwrap();
+        // Replacing went through a recorded name, and the record is gone.
+        assert_eq!(fs::read_dir(journal.path()).unwrap().count(), 0);
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backgrounderase::app::{Background, DesktopApp, EngineStatus, Status};
+use backgrounderase::app::{AppStart, Background, DesktopApp, EngineStatus, Status};
 use backgrounderase::engine::encode::OutputFormat;
 use backgrounderase::paths::AppDirs;
+use backgrounderase::privacy::schedule::{Cleanup, Scheduler};
 use common::fixture;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
@@ -220,22 +221,22 @@ fn a_bad_file_shows_a_readable_reason_in_the_window() {
 /// runtime and models (linked in), so the app starts as a new user's would.
 use common::fresh_profile;
 
+/// The app as started where the hourly clean-up is confirmed (systemd).
 fn harness_for<'a>(dirs: &AppDirs) -> Harness<'a, DesktopApp> {
+    harness_with(
+        dirs,
+        Cleanup::Scheduled {
+            scheduler: Scheduler::Systemd,
+        },
+    )
+}
+
+fn harness_with<'a>(dirs: &AppDirs, cleanup: Cleanup) -> Harness<'a, DesktopApp> {
     let dirs = dirs.clone();
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .wgpu()
-        .build_eframe(move |cc| {
-            DesktopApp::new(
-                cc,
-                backgrounderase::app::AppStart::new(
-                    dirs,
-                    backgrounderase::privacy::schedule::Cleanup::Scheduled {
-                        scheduler: backgrounderase::privacy::schedule::Scheduler::Systemd,
-                    },
-                ),
-            )
-        })
+        .build_eframe(move |cc| DesktopApp::new(cc, AppStart::new(dirs, cleanup)))
 }
 
 #[test]
@@ -873,4 +874,160 @@ fn models_page_lists_licences_and_adds_a_confirmed_custom_model() {
         matches!(app.engine, EngineStatus::Ready { .. })
     });
     harness.snapshot("models_page");
+}
+
+/// Under the toggle: where samples would go and how local data is cleaned
+/// up when the app is closed; without a scheduler, why nothing is restored.
+#[test]
+fn the_account_page_shows_the_upload_host_and_the_clean_up_under_the_toggle() {
+    use backgrounderase::app::{CONSENT_LABEL, Page};
+    let (_home, dirs) = fresh_profile();
+    let mut harness = harness_for(&dirs);
+    harness.state_mut().page = Page::Account;
+    harness.run_steps(2);
+    let toggle = harness.get_by_label(CONSENT_LABEL).rect().top();
+    let host = harness.get_by_label("Samples go to: training.backgrounderase.app");
+    assert!(host.rect().top() > toggle);
+    let cleanup = harness.get_by_label("Automatic clean-up: hourly (systemd)");
+    assert!(cleanup.rect().top() > toggle);
+    drop(harness);
+
+    let mut harness = harness_with(
+        &dirs,
+        Cleanup::SessionOnly {
+            why: "no systemd user session to run the hourly clean-up".into(),
+        },
+    );
+    harness.state_mut().page = Page::Account;
+    harness.run_steps(2);
+    harness.get_by_label(
+        "Automatic clean-up: none (no systemd user session to run the hourly clean-up).",
+    );
+    harness.get_by_label_contains("recent work is not restored");
+}
+
+/// Without a confirmed scheduler (and no opt-in) nothing of a session is
+/// kept for the next: not written during it, and what an earlier session
+/// left is deleted at start.
+#[test]
+fn without_a_scheduler_recent_work_is_neither_kept_nor_restored() {
+    use backgrounderase::privacy::store::ItemKind;
+    let (_home, dirs) = fresh_profile();
+    let session_only = || Cleanup::SessionOnly {
+        why: "none in this test".into(),
+    };
+    // A session with the scheduler leaves its work (as after a crash).
+    let mut harness = harness_for(&dirs);
+    harness
+        .state_mut()
+        .open_paths(vec![fixture("photos/coffee.jpg")]);
+    wait_until_kept(&mut harness, 1);
+    std::mem::forget(harness); // no exit handler: like a crash
+
+    let mut harness = harness_with(&dirs, session_only());
+    harness.step();
+    let store = harness.state().privacy.as_ref().unwrap().store.clone();
+    assert_eq!(store.stats().items, 0, "deleted before anything else");
+    assert!(
+        harness.state().workspace.items.is_empty(),
+        "nothing restored"
+    );
+    harness.get_by_label_contains("Deleted 2 items an earlier session left");
+    harness
+        .state_mut()
+        .open_paths(vec![fixture("photos/chelsea.jpg")]);
+    step_until(&mut harness, "the result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    harness.step();
+    assert!(
+        store.list_kind(ItemKind::Mask).is_empty(),
+        "kept without a scheduler"
+    );
+}
+
+/// "Delete all local data now" also empties the app's memory of what it
+/// stored: the open image, re-processed with another model, is not written
+/// back.
+#[test]
+fn a_purge_from_the_account_page_is_not_undone_by_the_open_images() {
+    use backgrounderase::app::Page;
+    let (_home, dirs) = fresh_profile();
+    let mut harness = harness_for(&dirs);
+    harness
+        .state_mut()
+        .open_paths(vec![fixture("photos/coffee.jpg")]);
+    wait_until_kept(&mut harness, 1);
+    harness.state_mut().page = Page::Account;
+    harness.run_steps(2);
+    harness.get_by_label("Delete all local data now").click();
+    harness.run_steps(2);
+    harness.get_by_label("Delete").click();
+    harness.run_steps(2);
+    let store = harness.state().privacy.as_ref().unwrap().store.clone();
+    assert_eq!(store.stats().items, 0);
+    harness.state_mut().page = Page::Workspace;
+    harness.state_mut().switch_model("isnet-imgly-small");
+    step_until(&mut harness, "the result of the other model", |app| {
+        matches!(&app.engine, EngineStatus::Ready { model, .. } if model.contains("small"))
+            && app.workspace.items[0].status == Status::Done
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    harness.step();
+    assert_eq!(store.stats().items, 0, "the purged image was written back");
+}
+
+/// An opt-out the settings cannot take (here the config folder is gone and
+/// a file stands in its place, which fails even for root): uploads are
+/// refused at once, the queue is emptied, the pane says "Not saved — retry",
+/// and the next start reads the user as opted out.
+#[test]
+fn an_opt_out_that_cannot_be_saved_still_wins_and_says_not_saved() {
+    use backgrounderase::app::{CONSENT_LABEL, NOT_SAVED_RETRY, Page};
+    use backgrounderase::privacy::settings::{self, Settings};
+    use backgrounderase::privacy::store::ItemKind;
+    let (_home, dirs) = fresh_profile();
+    settings::save(
+        &dirs.config,
+        &Settings {
+            opted_in: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut harness = harness_for(&dirs);
+    let store = harness.state().privacy.as_ref().unwrap().store.clone();
+    store
+        .put(ItemKind::UploadQueue, "queued.jpg", b"--x\r\n")
+        .unwrap();
+    harness.state_mut().page = Page::Account;
+    harness.run_steps(2);
+    assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+
+    let config = dirs.config.clone();
+    let aside = config.with_extension("aside");
+    std::fs::rename(&config, &aside).unwrap();
+    std::fs::write(&config, b"not a folder").unwrap();
+    harness.get_by_label(CONSENT_LABEL).click();
+    harness.run_steps(3);
+    let privacy = harness.state().privacy.as_ref().unwrap();
+    assert!(!privacy.opted_in(), "opted out at once");
+    assert!(!privacy.gate().opted_in(), "uploads refused");
+    assert_eq!(privacy.queued_uploads(), 0, "queue emptied");
+    harness.get_by_label(NOT_SAVED_RETRY);
+    harness.get_by_label_contains("could not be saved in full");
+    drop(harness);
+
+    // The config folder is back, still saying "opted in": the next start
+    // reads the withdrawal mark and the user is opted out.
+    std::fs::remove_file(&config).unwrap();
+    std::fs::rename(&aside, &config).unwrap();
+    assert!(settings::opted_in_on_disk(&config));
+    let harness = harness_for(&dirs);
+    assert!(!harness.state().privacy.as_ref().unwrap().opted_in());
+    assert!(
+        !settings::opted_in_on_disk(&config),
+        "and the settings now say so too"
+    );
 }

@@ -23,6 +23,7 @@ use crate::engine::composite::{CompositeBackground, composite};
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::encode::{
     EncodeOptions, OutputFormat, Rgb8, encode_composited, encode_result, write_atomically,
+    write_output,
 };
 use crate::engine::finish::{self, FinishSettings};
 use crate::engine::inference::SessionOptions;
@@ -321,6 +322,7 @@ impl DesktopApp {
         // The inspector's edge and layout settings, and the brush edits of
         // any of the folder's images open in the workspace.
         settings.finish = self.finish;
+        settings.partials = self.partials_journal();
         settings.edits = self
             .workspace
             .items
@@ -442,6 +444,11 @@ impl DesktopApp {
                 self.workspace.fail(id, "too many images waiting".into());
             }
         }
+    }
+
+    /// Where unfinished exports are recorded for the sweep (the store's).
+    fn partials_journal(&self) -> Option<PathBuf> {
+        self.privacy.as_ref().map(|p| p.store.partials_dir())
     }
 
     /// Writes an image's strokes into its stored entry (which keeps its
@@ -861,6 +868,7 @@ impl DesktopApp {
         };
         let image_id = item.id;
         let strokes = item.strokes.clone();
+        let partials = self.partials_journal();
         let finish = self.finish;
         let format = self.format;
         let background = self.view.background.clone();
@@ -874,7 +882,7 @@ impl DesktopApp {
         std::thread::spawn(move || {
             let (image, mask) = finish::render(&image, &mask, &strokes, &finish);
             let result = export(&image, &mask, format, &background, gpu, &path)
-                .and_then(|bytes| write_atomically(&path, &bytes));
+                .and_then(|bytes| write_output(&path, &bytes, partials.as_deref()));
             let notice = match result {
                 Ok(()) => {
                     let _ = tx.send(TaskResult::Delivered(image_id));

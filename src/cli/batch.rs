@@ -29,6 +29,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         finish: args.finish.settings()?,
         // Brush strokes live in the app's editor; the CLI has none.
         edits: Default::default(),
+        partials: super::partials_journal(dirs),
     };
     let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
     let skipped = plan.skipped_summary();

@@ -248,14 +248,6 @@ pub struct SetupArgs {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let dirs = AppDirs::discover()?;
-    if matches!(cli.command, Some(Command::Remove(_) | Command::Batch(_)))
-        && let Err(e) = backgrounderase::privacy::track_partial_exports(&dirs)
-    {
-        eprintln!(
-            "warning: unfinished exports cannot be recorded for clean-up ({e}): {}",
-            dirs.data.display()
-        );
-    }
     match cli.command {
         None => run_app(dirs, cli.model, cli.images),
         Some(Command::Remove(args)) => remove::run(&dirs, args),
@@ -267,6 +259,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Setup(args)) => setup(&dirs, args),
         Some(Command::Privacy { action }) => privacy(&dirs, action),
     }
+}
+
+/// The store's record of unfinished exports (see `partials`); without it an
+/// export still never leaves a half file under its name.
+fn partials_journal(dirs: &AppDirs) -> Option<PathBuf> {
+    backgrounderase::privacy::partials_journal(dirs)
+        .inspect_err(|e| {
+            eprintln!(
+                "warning: unfinished exports cannot be recorded for clean-up ({e}): {}",
+                dirs.data.display()
+            )
+        })
+        .ok()
 }
 
 fn run_app(dirs: AppDirs, model: Option<String>, images: Vec<PathBuf>) -> Result<ExitCode> {

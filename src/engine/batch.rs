@@ -96,6 +96,9 @@ pub struct BatchSettings {
     /// Brush strokes the user made in the app, by input file (canonical
     /// path): a batch over those files uses them.
     pub edits: BTreeMap<PathBuf, Vec<super::refine::Stroke>>,
+    /// Where named temporaries of outputs are recorded (not part of what
+    /// an output depends on).
+    pub partials: Option<PathBuf>,
 }
 
 impl Default for BatchSettings {
@@ -109,6 +112,7 @@ impl Default for BatchSettings {
             if_exists: IfExists::Skip,
             finish: Default::default(),
             edits: BTreeMap::new(),
+            partials: None,
             model: String::new(),
         }
     }
@@ -533,6 +537,7 @@ pub fn run(
             ..Default::default()
         },
         finish: settings.finish,
+        partials: settings.partials.clone(),
         ..Default::default()
     };
     let mut summary = Summary::default();

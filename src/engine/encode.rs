@@ -213,6 +213,13 @@ fn png(out: &mut Vec<u8>) -> PngEncoder<&mut Vec<u8>> {
 /// Writes `bytes` to a temporary file beside `path`, then renames it into
 /// place: a crash leaves either the old file or the new one, never half.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_output(path, bytes, None)
+}
+
+/// [`write_atomically`] for a file made from the user's image: a named
+/// temporary, if one is needed, is recorded in `partials` (the store's
+/// journal) so that a sweep deletes it if this process dies.
+pub fn write_output(path: &Path, bytes: &[u8], partials: Option<&Path>) -> Result<(), Error> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -220,7 +227,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(Error::io("create output folder", dir))?;
     // No half file under the final name, and no temporary of the user's
     // pixels left behind by a crash (see `partials`).
-    crate::partials::write_export(path, bytes).map_err(Error::io("write output file", path))
+    crate::partials::write_export(path, bytes, partials)
+        .map_err(Error::io("write output file", path))
 }
 
 #[cfg(test)]

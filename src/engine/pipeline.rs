@@ -18,7 +18,7 @@ use image::RgbaImage;
 
 use crate::catalog::PostProcess;
 use crate::engine::decode::{DecodeLimits, decode_file};
-use crate::engine::encode::{EncodeOptions, encode_result, write_atomically};
+use crate::engine::encode::{EncodeOptions, encode_result, write_output};
 use crate::engine::finish::{self, FinishSettings};
 use crate::engine::inference::ModelOutput;
 use crate::engine::preprocess::ModelInput;
@@ -64,12 +64,15 @@ pub struct Job {
     pub strokes: Vec<Stroke>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PipelineOptions {
     pub encode: EncodeOptions,
     pub limits: DecodeLimits,
     /// Edge work, crop, canvas and shadow, as in the app's export.
     pub finish: FinishSettings,
+    /// Where named temporaries of outputs are recorded (the store's
+    /// `partials/`), for the sweep to delete if the process dies.
+    pub partials: Option<std::path::PathBuf>,
 }
 
 /// What became of one job.
@@ -218,7 +221,7 @@ fn finish(
     times.postprocess = t.elapsed();
     let t = Instant::now();
     let written = encode_result(&image, &mask, &options.encode, &job.output)
-        .and_then(|bytes| write_atomically(&job.output, &bytes));
+        .and_then(|bytes| write_output(&job.output, &bytes, options.partials.as_deref()));
     times.encode = t.elapsed();
     match written {
         Ok(()) => Outcome::Done {

@@ -86,7 +86,6 @@ impl Privacy {
             &dirs.data.join("store"),
             clock.clone(),
         )?);
-        crate::partials::set_journal(store.partials_dir());
         let settings_upload_url = settings.upload_url.clone();
         let mut privacy = Self {
             gate: ConsentGate::new(settings.opted_in),
@@ -313,14 +312,13 @@ impl Privacy {
     }
 }
 
-/// Records exports in progress in the store of `dirs` (for the command
-/// line, which does not open the rest of the store): see [`crate::partials`].
-pub fn track_partial_exports(dirs: &AppDirs) -> std::io::Result<()> {
+/// The store's journal of exports in progress, for the command line (which
+/// does not open the rest of the store): see [`crate::partials`].
+pub fn partials_journal(dirs: &AppDirs) -> std::io::Result<std::path::PathBuf> {
     let dir = dirs.data.join("store").join(store::PARTIALS_DIR);
     crate::fsutil::private_dir(&dirs.data.join("store"))?;
     crate::fsutil::private_dir(&dir)?;
-    crate::partials::set_journal(dir);
-    Ok(())
+    Ok(dir)
 }
 
 /// "deleted 3 items (2 masks, 1 workspace entries); kept 4": counts only,
