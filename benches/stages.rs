@@ -187,7 +187,7 @@ fn designer_times(path: &Path, engine: &mut Engine) -> [Duration; 4] {
         },
     };
     let all_t = time(&mut || {
-        std::hint::black_box(render(&image, &mask, &[], &settings));
+        let _ = std::hint::black_box(render(&image, &mask, &[], &settings));
     });
     [refine_t, edge_t, despill_t, all_t]
 }

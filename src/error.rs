@@ -16,6 +16,27 @@ pub enum Error {
     #[error("file is empty: {}", path.display())]
     EmptyFile { path: PathBuf },
 
+    #[error("not a regular file: {}", path.display())]
+    NotAFile { path: PathBuf },
+
+    #[error("file is {size_mb} MiB, over the {limit_mb} MiB limit for images: {}", path.display())]
+    FileTooLarge {
+        size_mb: u64,
+        limit_mb: u64,
+        path: PathBuf,
+    },
+
+    #[error(
+        "the export would be {width}×{height} pixels, over the {} MP limit (lower the crop margin or the canvas): {}",
+        crate::limits::MAX_OUTPUT_PIXELS / 1_000_000,
+        path.display()
+    )]
+    OutputTooLarge {
+        width: u64,
+        height: u64,
+        path: PathBuf,
+    },
+
     #[error("not an image this app can read (unrecognised content): {}", path.display())]
     UnrecognisedImage { path: PathBuf },
 

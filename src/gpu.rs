@@ -480,7 +480,12 @@ impl Compositor {
         }
         drop(data);
         readback.unmap();
-        Ok(RgbaImage::from_raw(w, h, pixels).expect("sized from the layer"))
+        #[allow(
+            clippy::expect_used,
+            reason = "the buffer was read back at the layer size"
+        )]
+        let image = RgbaImage::from_raw(w, h, pixels).expect("sized from the layer");
+        Ok(image)
     }
 }
 

@@ -5,6 +5,10 @@
 //! catalog, runtime discovery and setup, and the background worker. `app` is
 //! the egui front end over them; the binary adds the command line.
 
+// Input and resources never panic: an `expect` states a true invariant, with
+// an `allow` saying why, next to it.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod app;
 pub mod catalog;
 pub mod checksum;
@@ -13,7 +17,9 @@ pub mod error;
 pub mod fsutil;
 pub mod gpu;
 pub mod instance;
+pub mod limits;
 pub mod models;
+pub mod net;
 pub mod partials;
 pub mod paths;
 pub mod privacy;

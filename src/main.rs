@@ -1,5 +1,7 @@
 //! The `backgrounderase` command: headless subcommands over the engine.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod cli;
 
 use std::process::ExitCode;

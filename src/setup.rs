@@ -28,6 +28,34 @@ const PINNED_LIBRARY_SHA256: &[(&str, &str, &str)] = &[(
     "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3",
 )];
 
+/// sha256 of every runtime wheel pip may fetch (all platforms, Python
+/// versions and runtime packages), from `scripts/pin-runtime-wheels`.
+const RUNTIME_WHEEL_PINS: &str = include_str!("../packaging/runtime-wheels.sha256");
+
+/// Every pin as (sha256, wheel file name).
+fn wheel_pins() -> impl Iterator<Item = (&'static str, &'static str)> {
+    RUNTIME_WHEEL_PINS
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once("  "))
+}
+
+/// The pinned sha256 of a wheel, by its file name.
+pub fn pinned_wheel_sha256(wheel_name: &str) -> Option<&'static str> {
+    wheel_pins()
+        .find(|(_, name)| *name == wheel_name)
+        .map(|(sha, _)| sha)
+}
+
+/// Every pinned sha256 of `package`'s wheels at `version`.
+fn pinned_wheels(package: &str, version: &str) -> Vec<&'static str> {
+    let prefix = format!("{}-{version}-", package.replace('-', "_"));
+    wheel_pins()
+        .filter(|(_, name)| name.starts_with(&prefix))
+        .map(|(sha, _)| sha)
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("cannot {action} ({source}): {}", path.display())]
@@ -48,6 +76,11 @@ pub enum SetupError {
     },
     #[error(transparent)]
     Checksum(#[from] ChecksumMismatch),
+    #[error(
+        "no pinned checksum for this wheel, so it is not installed (see packaging/runtime-wheels.sha256): {}",
+        path.display()
+    )]
+    Unpinned { path: PathBuf },
     #[error(transparent)]
     Download(Box<crate::models::InstallError>),
 }
@@ -181,8 +214,30 @@ impl Setup<'_> {
         Ok(Installed::Installed(target))
     }
 
-    /// The cached wheel, fetched with pip when absent.
+    /// The cached wheel, fetched with pip when absent; either way checked
+    /// against its pinned sha256 before anything is taken from it.
     fn runtime_wheel(&mut self) -> Result<PathBuf, SetupError> {
+        let wheel = self.cached_or_downloaded_wheel()?;
+        let name = wheel
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let expected = pinned_wheel_sha256(name).ok_or_else(|| SetupError::Unpinned {
+            path: wheel.clone(),
+        })?;
+        let actual = checksum::sha256_file(&wheel).map_err(io_err("read", &wheel))?;
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(SetupError::Checksum(ChecksumMismatch {
+                algorithm: "sha256",
+                expected: expected.to_string(),
+                actual,
+                path: wheel,
+            }));
+        }
+        Ok(wheel)
+    }
+
+    fn cached_or_downloaded_wheel(&mut self) -> Result<PathBuf, SetupError> {
         let downloads = self.dirs.downloads_dir();
         let prefix = format!("{}-{ORT_VERSION}-", self.runtime_package.replace('-', "_"));
         if let Some(found) = find_file(&downloads, |name| {
@@ -190,12 +245,29 @@ impl Setup<'_> {
         }) {
             return Ok(found);
         }
+        let pins = pinned_wheels(&self.runtime_package, ORT_VERSION);
+        if pins.is_empty() {
+            return Err(SetupError::Command {
+                command: format!("pip download {}=={ORT_VERSION}", self.runtime_package),
+                detail: "no wheel of this package is pinned for this runtime version".into(),
+            });
+        }
         fs::create_dir_all(&downloads).map_err(io_err("create folder", &downloads))?;
         (self.log)(&format!(
             "downloading {}=={ORT_VERSION} with pip into {}",
             self.runtime_package,
             downloads.display()
         ));
+        // pip checks the hash itself as it downloads (--require-hashes).
+        let requirements = downloads.join(format!(".requirements-{}.txt", self.runtime_package));
+        let hashes: String = pins
+            .iter()
+            .map(|sha| format!(" --hash=sha256:{sha}"))
+            .collect();
+        write_file(
+            &requirements,
+            format!("{}=={ORT_VERSION}{hashes}\n", self.runtime_package).as_bytes(),
+        )?;
         let python = env::var_os("PYTHON").unwrap_or_else(|| OsString::from(default_python()));
         let mut cmd = Command::new(&python);
         cmd.args([
@@ -205,11 +277,15 @@ impl Setup<'_> {
             "--no-deps",
             "--only-binary=:all:",
             "--disable-pip-version-check",
+            "--require-hashes",
+            "-r",
         ])
-        .arg(format!("{}=={ORT_VERSION}", self.runtime_package))
+        .arg(&requirements)
         .arg("-d")
         .arg(&downloads);
-        run(cmd)?;
+        let ran = run(cmd);
+        let _ = fs::remove_file(&requirements);
+        ran?;
         find_file(&downloads, |name| {
             name.starts_with(&prefix) && name.ends_with(".whl")
         })
@@ -523,6 +599,76 @@ mod tests {
             pinned(&format!("models/{}", default.file)),
             default.checksum.hex()
         );
+    }
+
+    /// Everything setup and the model manager can fetch is pinned by
+    /// sha256: every runtime package on every platform it ships for, at the
+    /// runtime version of this build, and every catalog model with an address.
+    #[test]
+    fn the_pins_cover_everything_that_can_be_fetched() {
+        let platforms: &[(&str, &[&str])] = &[
+            (
+                "onnxruntime",
+                &[
+                    "macosx_14_0_arm64",
+                    "manylinux_2_28_aarch64",
+                    "manylinux_2_28_x86_64",
+                    "win_amd64",
+                    "win_arm64",
+                ],
+            ),
+            ("onnxruntime-gpu", &["manylinux_2_28_x86_64", "win_amd64"]),
+        ];
+        for (package, tags) in platforms {
+            for tag in *tags {
+                for python in ["cp311-cp311", "cp312-cp312", "cp313-cp313"] {
+                    let prefix = format!("{}-{ORT_VERSION}-{python}-", package.replace('-', "_"));
+                    let pinned = wheel_pins().any(|(sha, name)| {
+                        name.starts_with(&prefix)
+                            && name.contains(tag)
+                            && sha.len() == 64
+                            && sha.bytes().all(|b| b.is_ascii_hexdigit())
+                    });
+                    assert!(pinned, "no pinned {package} wheel for {python} {tag}");
+                }
+            }
+        }
+        if ORT_VERSION == "1.24.4" {
+            assert!(!pinned_wheels("onnxruntime-directml", ORT_VERSION).is_empty());
+        }
+        for model in &crate::catalog::ModelCatalog::builtin().models {
+            assert!(
+                matches!(model.checksum, crate::catalog::Checksum::Sha256(_)),
+                "{} is not pinned by sha256",
+                model.id
+            );
+        }
+    }
+
+    /// The wheel cached by an earlier setup is checked like a fresh one.
+    #[test]
+    fn a_cached_wheel_that_is_not_the_pinned_one_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let dirs = AppDirs::under(home.path());
+        let downloads = dirs.downloads_dir();
+        fs::create_dir_all(&downloads).unwrap();
+        let name = format!("onnxruntime-{ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl");
+        fs::write(downloads.join(&name), b"not the wheel").unwrap();
+        let mut log = |_: &str| {};
+        let mut setup = Setup {
+            dirs: &dirs,
+            runtime_package: "onnxruntime".into(),
+            log: &mut log,
+        };
+        let err = setup.ensure_runtime().unwrap_err();
+        assert!(matches!(err, SetupError::Checksum(_)), "{err}");
+        fs::rename(
+            downloads.join(&name),
+            downloads.join(format!("onnxruntime-{ORT_VERSION}-cp399-x.whl")),
+        )
+        .unwrap();
+        let err = setup.ensure_runtime().unwrap_err();
+        assert!(matches!(err, SetupError::Unpinned { .. }), "{err}");
     }
 
     #[test]

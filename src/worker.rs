@@ -88,6 +88,11 @@ pub enum Event {
         id: ImageId,
         message: String,
     },
+    /// Decoded, but the model is not installed yet: the image waits (the
+    /// app reprocesses it once the model lands).
+    WaitingForModel {
+        id: ImageId,
+    },
     Cancelled {
         id: ImageId,
     },
@@ -120,8 +125,9 @@ const EVENT_QUEUE: usize = 64;
 pub const PREVIEW_SIDE: u32 = 2048;
 
 impl Worker {
-    /// Starts both threads; the model loads in the background.
-    pub fn spawn(config: WorkerConfig, wake: Arc<dyn Fn() + Send + Sync>) -> Self {
+    /// Starts both threads; the model loads in the background. Fails only
+    /// when the system cannot start a thread (out of memory or processes).
+    pub fn spawn(config: WorkerConfig, wake: Arc<dyn Fn() + Send + Sync>) -> std::io::Result<Self> {
         let (commands, command_rx) = bounded::<Command>(COMMAND_QUEUE);
         let (decoded_tx, decoded_rx) = bounded::<(ImageId, Arc<RgbaImage>)>(DECODED_QUEUE);
         let (event_tx, events) = bounded::<Event>(EVENT_QUEUE);
@@ -211,8 +217,7 @@ impl Worker {
                             }
                         }
                     }
-                })
-                .expect("spawn decode thread")
+                })?
         };
 
         let inference = {
@@ -230,6 +235,10 @@ impl Worker {
                         &config.session,
                     ) {
                         Ok(engine) => {
+                            // No warm-up run: measured in the real window
+                            // (scripts/bench-first-minute) it delayed "ready"
+                            // by a whole inference and did not shorten the
+                            // first result (see the README's first-minute figures).
                             emit(
                                 &events,
                                 Event::EngineReady {
@@ -240,6 +249,8 @@ impl Worker {
                             engine
                         }
                         Err(e) => {
+                            let missing_model =
+                                matches!(e, crate::error::Error::ModelNotInstalled { .. });
                             emit(
                                 &events,
                                 Event::EngineFailed {
@@ -250,6 +261,9 @@ impl Worker {
                             loop {
                                 crossbeam_channel::select! {
                                     recv(decoded_rx) -> item => match item {
+                                        Ok((id, _)) if missing_model => {
+                                            emit(&events, Event::WaitingForModel { id });
+                                        }
                                         Ok((id, _)) => {
                                             emit(&events, Event::Failed { id, message: e.to_string() });
                                         }
@@ -313,17 +327,32 @@ impl Worker {
                             return;
                         }
                     }
-                })
-                .expect("spawn inference thread")
+                })?
         };
 
-        Self {
+        Ok(Self {
             commands,
             batches,
             events,
             cancelled,
             shutdown,
             threads: vec![decode, inference],
+        })
+    }
+
+    /// A worker with no threads, for when none could be started: every
+    /// image is refused at once (the caller says why) instead of waiting.
+    pub fn unavailable() -> Self {
+        let (commands, _) = bounded(1);
+        let (batches, _) = bounded(1);
+        let (_, events) = bounded(1);
+        Self {
+            commands,
+            batches,
+            events,
+            cancelled: Arc::default(),
+            shutdown: Arc::new(AtomicBool::new(true)),
+            threads: Vec::new(),
         }
     }
 
@@ -397,6 +426,7 @@ impl Drop for Worker {
 }
 
 /// `image` scaled to fit `max_side` (unchanged if it already fits).
+#[allow(clippy::expect_used, reason = "RGBA to RGBA, both at least 1×1")]
 pub fn preview_rgba(image: &RgbaImage, max_side: u32) -> RgbaImage {
     let (w, h) = fit(image.width(), image.height(), max_side);
     if (w, h) == image.dimensions() {
@@ -410,6 +440,7 @@ pub fn preview_rgba(image: &RgbaImage, max_side: u32) -> RgbaImage {
 }
 
 /// The mask at the same preview size as [`preview_rgba`].
+#[allow(clippy::expect_used, reason = "L8 to L8, both at least 1×1")]
 pub fn preview_mask(mask: &GrayImage, max_side: u32) -> GrayImage {
     let (w, h) = fit(mask.width(), mask.height(), max_side);
     if (w, h) == mask.dimensions() {

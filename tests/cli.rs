@@ -61,11 +61,27 @@ fn hostile_inputs_fail_one_by_one_and_the_rest_are_done() {
         (input.join("truncated.jpg"), "truncated"),
         (input.join("notes.png"), "unrecognised"),
         (input.join("bomb.png"), "100000×100000"),
+        (input.join("huge.tif"), "over the 1024 MiB limit"),
+        (input.join("tags.tif"), "claims"),
+        (input.join("folder.jpg"), "not a regular file"),
     ];
     fs::write(&bad[0].0, b"").unwrap();
     fs::write(&bad[1].0, &jpeg[..jpeg.len() * 2 / 5]).unwrap();
     fs::write(&bad[2].0, "this is a text file with an image's name\n").unwrap();
     fs::write(&bad[3].0, png_bomb()).unwrap();
+    // 2 GiB that take no disk (sparse): refused from its size, never read.
+    fs::File::create(&bad[4].0)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    // A TIFF whose tag claims more values than the file holds (found by
+    // tests/fuzz.rs: the decoder used to reserve 134 MiB for it).
+    fs::copy(
+        fixture("../fuzz-regressions/image/tiff-tag-count-over-file-size.bin"),
+        &bad[5].0,
+    )
+    .unwrap();
+    fs::create_dir(&bad[6].0).unwrap();
 
     let mut good = vec![
         fixture("photos/chelsea.jpg"),
@@ -117,9 +133,10 @@ fn hostile_inputs_fail_one_by_one_and_the_rest_are_done() {
     }
     assert!(
         stderr.contains(&format!(
-            "{} of {} images done, 4 failed",
+            "{} of {} images done, {} failed",
             good.len(),
-            good.len() + 4
+            good.len() + bad.len(),
+            bad.len()
         )),
         "{stderr}"
     );
@@ -425,7 +442,7 @@ fn remove_with_designer_flags_matches_the_library_pixel_for_pixel() {
     };
     let image = decode_file(&photo, DecodeLimits::default()).unwrap().rgba;
     let mask = common::engine().mask(&image).unwrap();
-    let (colours, alpha) = render(&image, &mask, &[], &settings);
+    let (colours, alpha) = render(&image, &mask, &[], &settings).unwrap();
     assert_eq!(produced.dimensions(), colours.dimensions());
     let mut worst = 0u8;
     for ((p, c), a) in produced.pixels().zip(colours.pixels()).zip(alpha.pixels()) {
@@ -477,4 +494,51 @@ fn batch_takes_the_designer_flags_too() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).1.contains("is not a canvas"), "{}", text(&bad).1);
+}
+
+#[test]
+fn a_layout_over_the_export_limit_fails_that_image_by_name_and_the_rest_go_on() {
+    let out = tempfile::tempdir().unwrap();
+    let photos = [fixture("photos/chelsea.jpg"), fixture("photos/coffee.jpg")];
+    // A 20,000 px margin on every side: a crop of about 40,000² px (1.6 GP)
+    // that must be refused before it is allocated.
+    let output = cli()
+        .arg("remove")
+        .args(&photos)
+        .arg("-o")
+        .arg(out.path())
+        .args(["--crop-margin", "20000px", "--model", "isnet-imgly-small"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for photo in &photos {
+        let line = stderr
+            .lines()
+            .find(|l| l.ends_with(&photo.display().to_string()))
+            .unwrap_or_else(|| panic!("no error line for {}:\n{stderr}", photo.display()));
+        assert!(line.contains("over the 100 MP limit"), "{line}");
+    }
+    // Arguments out of range are refused before any work, naming the flag.
+    for (flag, value, says) in [
+        ("--crop-margin", "20001px", "is not a margin"),
+        ("--crop-margin", "1001%", "is not a margin"),
+        ("--canvas", "1:1000", "is not a canvas"),
+        ("--canvas", "20000x20000", "is not a canvas"),
+        ("--shift", "501", "--shift takes"),
+        ("--feather", "NaN", "--feather takes"),
+    ] {
+        let bad = cli()
+            .arg("remove")
+            .arg(&photos[0])
+            .arg("-o")
+            .arg(out.path())
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&bad);
+        assert!(!bad.status.success(), "{flag} {value} was accepted");
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
 }

@@ -133,7 +133,7 @@ fn finished_layers_match_on_gpu_and_cpu_and_mask_updates_in_place() {
             shadow: Some(Shadow::default()),
         },
     };
-    let (colours, alpha) = render(&photo, &mask, &strokes, &settings);
+    let (colours, alpha) = render(&photo, &mask, &strokes, &settings).unwrap();
     assert_eq!(colours.width(), colours.height());
     for (name, gpu_bg, cpu_bg) in [
         (

@@ -840,13 +840,20 @@ fn the_app_and_a_purge_loop_racing_for_a_minute_leave_a_consistent_store() {
     });
     let consistent = |user: &User| {
         let store = user.store();
-        let indexed: Vec<u64> = store.list().iter().map(|i| i.id).collect();
         let items_dir = user.dirs.data.join("store/items");
-        let mut on_disk: Vec<u64> = std::fs::read_dir(&items_dir)
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".bin")?.parse().ok())
-            .collect();
+        // Both looks under the store's lock, as a writer would take them:
+        // the index and the folder read apart could straddle a purge.
+        let (indexed, mut on_disk) = store
+            .update(|tx| {
+                let indexed: Vec<u64> = tx.items().iter().map(|i| i.id).collect();
+                let on_disk: Vec<u64> = std::fs::read_dir(&items_dir)
+                    .unwrap()
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.strip_suffix(".bin")?.parse().ok())
+                    .collect();
+                Ok::<_, backgrounderase::privacy::store::StoreError>((indexed, on_disk))
+            })
+            .unwrap();
         on_disk.sort();
         let mut sorted = indexed.clone();
         sorted.sort();

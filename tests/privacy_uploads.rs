@@ -68,6 +68,7 @@ fn start_uploader(privacy: &Privacy, server: &LoopbackServer, on_disk: ConsentOn
         quick_backoff(),
         Arc::new(|| {}),
     )
+    .unwrap()
 }
 
 #[test]

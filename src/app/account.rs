@@ -13,6 +13,85 @@ pub const CONSENT_LABEL: &str = "Allow my images to be used to improve models";
 /// Beside the toggle when an opt-out could not be written in full.
 pub const NOT_SAVED_RETRY: &str = "Not saved — retry";
 
+/// The toggle's state in words, under it.
+pub const CONSENT_OFF_WORDS: &str =
+    "Off — nothing leaves this computer; nothing is kept over 24 hours";
+pub const CONSENT_ON_WORDS: &str =
+    "On — your images and corrected masks may be sent to improve the models";
+
+/// A switch with its label, one control: larger than body text, reachable
+/// with Tab and toggled with Space or Enter, and announced to screen readers
+/// as a switch named exactly as the label reads.
+fn consent_switch(ui: &mut egui::Ui, on: &mut bool) -> egui::Response {
+    let text = RichText::new(CONSENT_LABEL).size(18.0).strong();
+    let galley = egui::WidgetText::from(text).into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Body,
+    );
+    let track = egui::vec2(52.0, 28.0);
+    let gap = 10.0;
+    let size = egui::vec2(
+        track.x + gap + galley.size().x,
+        track.y.max(galley.size().y),
+    );
+    let (rect, mut response) = ui.allocate_exact_size(size, egui::Sense::click());
+    if response.clicked() {
+        *on = !*on;
+        response.mark_changed();
+    }
+    response.widget_info(|| {
+        egui::WidgetInfo::selected(egui::Role::Switch, ui.is_enabled(), *on, CONSENT_LABEL)
+    });
+    if ui.is_rect_visible(rect) {
+        let how_on = ui.ctx().animate_bool_responsive(response.id, *on);
+        let visuals = ui.style().interact_selectable(&response, *on);
+        let track_rect = egui::Rect::from_min_size(
+            egui::pos2(rect.left(), rect.center().y - track.y / 2.0),
+            track,
+        );
+        let radius = track.y / 2.0;
+        let fill = if *on {
+            ui.visuals().selection.bg_fill
+        } else {
+            ui.visuals().widgets.inactive.bg_fill
+        };
+        ui.painter().rect(
+            track_rect,
+            radius,
+            fill,
+            visuals.bg_stroke,
+            egui::StrokeKind::Inside,
+        );
+        let x = egui::lerp(
+            (track_rect.left() + radius)..=(track_rect.right() - radius),
+            how_on,
+        );
+        ui.painter().circle(
+            egui::pos2(x, track_rect.center().y),
+            radius * 0.75,
+            ui.visuals().widgets.active.fg_stroke.color,
+            visuals.fg_stroke,
+        );
+        if response.has_focus() {
+            ui.painter().rect_stroke(
+                rect.expand(3.0),
+                4.0,
+                ui.visuals().selection.stroke,
+                egui::StrokeKind::Outside,
+            );
+        }
+        let text_pos = egui::pos2(
+            track_rect.right() + gap,
+            rect.center().y - galley.size().y / 2.0,
+        );
+        ui.painter()
+            .galley(text_pos, galley, ui.visuals().text_color());
+    }
+    response
+}
+
 /// What the pane asks of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountAction {
@@ -33,10 +112,7 @@ pub fn account_ui(
     // First, and prominent: the single gate.
     let mut opted_in = privacy.opted_in();
     ui.horizontal(|ui| {
-        let toggle = ui.checkbox(
-            &mut opted_in,
-            RichText::new(CONSENT_LABEL).size(18.0).strong(),
-        );
+        let toggle = consent_switch(ui, &mut opted_in);
         if toggle.changed() {
             action = match privacy.set_opted_in(opted_in) {
                 Ok(()) => AccountAction::ConsentChanged,
@@ -62,10 +138,17 @@ pub fn account_ui(
             "You are opted out and nothing is uploaded, but the choice could not be saved in full.",
         );
     }
+    let state = if privacy.opted_in() {
+        CONSENT_ON_WORDS
+    } else {
+        CONSENT_OFF_WORDS
+    };
+    ui.label(RichText::new(state).size(16.0));
+    ui.add_space(4.0);
     ui.label("Off: nothing is uploaded, and everything this app keeps about your images is deleted within 24 hours, whether or not the app is running.");
     ui.label("On: your images and corrected masks may be sent to improve the models, and local data is kept up to the size limit below.");
     match &privacy.upload_endpoint {
-        Ok(endpoint) => ui.label(format!("Samples go to: {}", endpoint.host())),
+        Ok(endpoint) => ui.label(format!("Samples go to: {}", endpoint.host)),
         Err(e) => ui.label(format!("Samples go nowhere: {e}")),
     };
     match &privacy.cleanup {

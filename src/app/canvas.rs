@@ -127,6 +127,34 @@ pub struct CanvasView {
     pub brush: super::editor::BrushTool,
     /// Whether the current drag moves the divider (else it pans).
     dragging_divider: bool,
+    /// The fit-to-window scale of the last picture drawn (keyboard zoom
+    /// starts from it).
+    last_fit: f32,
+}
+
+/// Zoom limits, in screen points per image pixel.
+const MAX_ZOOM: f32 = 32.0;
+const MIN_ZOOM: f32 = 0.05;
+
+impl CanvasView {
+    /// Back to fit-to-window, centred.
+    pub fn fit(&mut self) {
+        self.zoom = None;
+        self.pan = Vec2::ZERO;
+    }
+
+    /// Zooms around the centre of the canvas (keyboard).
+    pub fn zoom_by(&mut self, factor: f32) {
+        let current = self.zoom.unwrap_or(self.last_fit);
+        let zoomed = (current * factor).clamp(self.last_fit.min(MIN_ZOOM), MAX_ZOOM);
+        self.pan *= zoomed / current;
+        self.zoom = Some(zoomed);
+    }
+
+    /// Moves the before/after divider (keyboard), 0 = all result.
+    pub fn move_divider(&mut self, by: f32) {
+        self.split = (self.split + by).clamp(0.0, 1.0);
+    }
 }
 
 /// What happened on the canvas that the app must act on.
@@ -146,6 +174,7 @@ impl Default for CanvasView {
             background: Background::Transparent,
             brush: Default::default(),
             dragging_divider: false,
+            last_fit: 1.0,
         }
     }
 }
@@ -185,7 +214,14 @@ impl CanvasView {
                     ui.weak("removing background…");
                 }
                 Status::Failed(reason) => {
-                    ui.colored_label(ui.visuals().error_fg_color, reason);
+                    // Truncated: a long reason must not widen the toolbar and
+                    // push the picture off the canvas (the list shows it whole).
+                    let text = egui::RichText::new(reason).color(ui.visuals().error_fg_color);
+                    ui.add(egui::Label::new(text).truncate())
+                        .on_hover_text(reason);
+                }
+                Status::WaitingForModel => {
+                    ui.weak("waiting for the model");
                 }
                 Status::Done | Status::Cancelled => {}
             }
@@ -224,13 +260,14 @@ impl CanvasView {
         });
         let area = response.rect;
         let fit = (area.width() / size.x).min(area.height() / size.y);
+        self.last_fit = fit;
         let scale = self.zoom.unwrap_or(fit);
 
         // Wheel zooms around the pointer; dragging away from the divider pans.
         if response.hovered() {
             let scroll = ui.input(|i| i.smooth_scroll_delta.y);
             if scroll != 0.0 {
-                let new_scale = (scale * (scroll / 200.0).exp()).clamp(fit.min(0.05), 32.0);
+                let new_scale = (scale * (scroll / 200.0).exp()).clamp(fit.min(MIN_ZOOM), MAX_ZOOM);
                 if let Some(pointer) = response.hover_pos() {
                     let centre = area.center() + self.pan;
                     self.pan += (pointer - centre) * (1.0 - new_scale / scale);
@@ -297,6 +334,7 @@ impl CanvasView {
             return event;
         }
         let on_gpu = render_state.is_some_and(|rs| {
+            #[allow(clippy::expect_used, reason = "textures are only made from a preview")]
             let preview = item
                 .preview
                 .as_deref()

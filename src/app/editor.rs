@@ -217,7 +217,7 @@ pub fn finished_preview(
     strokes: &[Stroke],
     settings: &FinishSettings,
     scale: f32,
-) -> (RgbaImage, GrayImage) {
+) -> Result<(RgbaImage, GrayImage), crate::engine::layout::TooLarge> {
     let strokes: Vec<Stroke> = strokes.iter().map(|s| scaled_stroke(s, scale)).collect();
     crate::engine::finish::render(
         preview,

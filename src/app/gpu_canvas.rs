@@ -90,6 +90,7 @@ pub fn sync_layer(
         }
     }
     let compositor = canvas.compositor.clone();
+    #[allow(clippy::expect_used, reason = "inserted just above")]
     let state = canvas.layers.get_mut(&id).expect("inserted above");
     if let Some(mask) = preview_mask
         && state.mask_version != mask_version

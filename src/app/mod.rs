@@ -10,6 +10,7 @@ mod editor;
 mod frame_probe;
 mod gpu_canvas;
 mod models_page;
+mod timeline;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ use crate::privacy::store::SystemClock;
 use crate::privacy::uploads::{Backoff, Uploader};
 use crate::privacy::writer::{StoreJob, StoreReport, StoreWriter};
 use crate::worker::{Event, ImageId, ImageSource, KnownMask, Worker, WorkerConfig};
-pub use account::{CONSENT_LABEL, NOT_SAVED_RETRY};
+pub use account::{CONSENT_LABEL, CONSENT_OFF_WORDS, CONSENT_ON_WORDS, NOT_SAVED_RETRY};
 pub use batch_panel::{BatchPanel, BatchRun, FileState};
 pub use canvas::{Background, BackgroundAction, CanvasEvent, CanvasView};
 pub use editor::{BrushTool, EditAction};
@@ -52,6 +53,25 @@ pub const EXPORT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, K
 pub const UNDO: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Z);
 pub const REDO: KeyboardShortcut =
     KeyboardShortcut::new(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::Z);
+pub const NEXT_IMAGE: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::ArrowDown);
+pub const PREVIOUS_IMAGE: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND, Key::ArrowUp);
+pub const ZOOM_IN: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Equals);
+pub const ZOOM_OUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Minus);
+pub const ZOOM_FIT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::Num0);
+pub const DIVIDER_LEFT: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND, Key::ArrowLeft);
+pub const DIVIDER_RIGHT: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND, Key::ArrowRight);
+/// Off → Erase → Restore → Off (only while no text field has the keyboard).
+pub const BRUSH: Key = Key::B;
+/// Alt+1…4: Workspace, Batch, Models, Account.
+pub const PAGE_KEYS: [(Key, Page); 4] = [
+    (Key::Num1, Page::Workspace),
+    (Key::Num2, Page::Batch),
+    (Key::Num3, Page::Models),
+    (Key::Num4, Page::Account),
+];
 
 /// Image file extensions offered by the open dialog and accepted from folders.
 pub use crate::engine::decode::IMAGE_EXTENSIONS;
@@ -157,6 +177,7 @@ pub struct DesktopApp {
     next_picture_key: u64,
     ctx: egui::Context,
     frame_probe: Option<frame_probe::FrameProbe>,
+    timeline: Option<timeline::Timeline>,
 }
 
 /// What a short background task (export, loading a picture) reports.
@@ -168,7 +189,7 @@ enum TaskResult {
     /// The finished cut-out to put on the clipboard.
     CopyReady {
         id: ImageId,
-        cut: image::RgbaImage,
+        result: Result<image::RgbaImage, String>,
     },
     /// A recomputed preview mask (strokes and edge settings) for an item,
     /// valid if the item's mask has not changed since `version`.
@@ -235,24 +256,39 @@ impl DesktopApp {
                 let wake_ctx = ctx.clone();
                 let wake: Arc<dyn Fn() + Send + Sync> =
                     Arc::new(move || wake_ctx.request_repaint());
-                let uploader = Uploader::spawn(
+                let services = Uploader::spawn(
                     privacy.store.clone(),
                     privacy.gate(),
                     privacy.consent_on_disk(),
                     privacy.upload_endpoint.clone(),
                     Backoff::default(),
                     wake.clone(),
-                );
-                let kick = uploader.kicker();
-                let writer = StoreWriter::spawn(
-                    privacy.store.clone(),
-                    privacy.gate(),
-                    privacy.consent_on_disk(),
-                    Box::new(privacy.sweeper()),
-                    Box::new(kick),
-                    wake,
-                );
-                (Some(writer), Some(uploader))
+                )
+                .and_then(|uploader| {
+                    let kick = uploader.kicker();
+                    let writer = StoreWriter::spawn(
+                        privacy.store.clone(),
+                        privacy.gate(),
+                        privacy.consent_on_disk(),
+                        Box::new(privacy.sweeper()),
+                        Box::new(kick),
+                        wake,
+                    )?;
+                    Ok((writer, uploader))
+                });
+                match services {
+                    Ok((writer, uploader)) => (Some(writer), Some(uploader)),
+                    // Without a writer nothing is stored: fail closed.
+                    Err(e) => {
+                        notices.push(Notice {
+                            text: format!(
+                                "Local data cannot be managed ({e}); nothing will be kept."
+                            ),
+                            is_error: true,
+                        });
+                        (None, None)
+                    }
+                }
             }
             None => (None, None),
         };
@@ -265,7 +301,7 @@ impl DesktopApp {
             Arc::new(move || wake_ctx.request_repaint()),
         );
         let model = model.unwrap_or_else(|| model_manager.catalog().default_model.clone());
-        let worker = spawn_worker(ctx, &dirs, &model);
+        let worker = spawn_worker(ctx, &dirs, &model, &mut notices);
         let (handoff, instance) = match instance {
             Some(first) => {
                 let wake_ctx = ctx.clone();
@@ -306,6 +342,7 @@ impl DesktopApp {
             next_picture_key: 1,
             ctx: ctx.clone(),
             frame_probe: frame_probe::FrameProbe::from_env(),
+            timeline: timeline::Timeline::from_env(),
         };
         app.restore_recent_work();
         app.open_paths(paths);
@@ -559,15 +596,20 @@ impl DesktopApp {
     /// A new worker for the current model (after a switch, or once the
     /// missing model was installed); open images are processed again.
     fn reload_engine(&mut self) {
-        let old = std::mem::replace(
-            &mut self.worker,
-            spawn_worker(&self.ctx, &self.dirs, &self.model),
-        );
+        let worker = spawn_worker(&self.ctx, &self.dirs, &self.model, &mut self.notices);
+        let old = std::mem::replace(&mut self.worker, worker);
         // Dropping waits for a running inference: not on the UI thread.
         std::thread::spawn(move || drop(old));
         self.engine = EngineStatus::Loading;
         for item in &mut self.workspace.items {
             let Some(original) = item.original.clone() else {
+                // Still being read by the old worker: read it again.
+                if matches!(item.status, Status::Queued | Status::Removing)
+                    && let Some(path) = item.path.clone()
+                    && !self.worker.open(item.id, ImageSource::File(path))
+                {
+                    item.status = Status::Failed("too many images waiting".into());
+                }
                 continue;
             };
             item.mask = None;
@@ -666,6 +708,9 @@ impl DesktopApp {
 
     /// Opens files, and the images directly inside folders.
     pub fn open_paths(&mut self, paths: Vec<PathBuf>) {
+        if let Some(t) = &self.timeline {
+            t.mark("opened");
+        }
         for path in expand_folders(paths) {
             let id = self.workspace.add(display_name(&path), Some(path.clone()));
             if !self.worker.open(id, ImageSource::File(path)) {
@@ -679,6 +724,18 @@ impl DesktopApp {
 
     /// Opens pixels that are already in memory (a paste).
     pub fn open_pixels(&mut self, name: String, image: image::RgbaImage) {
+        if !crate::limits::image_size_ok(image.width(), image.height()) {
+            self.notices.push(Notice {
+                text: format!(
+                    "{name} is {}×{} pixels, over the {} MP limit",
+                    image.width(),
+                    image.height(),
+                    crate::limits::MAX_IMAGE_PIXELS / 1_000_000
+                ),
+                is_error: true,
+            });
+            return;
+        }
         let id = self.workspace.add(name, None);
         if !self.worker.open(id, ImageSource::Pixels(Arc::new(image))) {
             self.workspace.fail(id, "too many images waiting".into());
@@ -710,6 +767,9 @@ impl DesktopApp {
         for event in self.worker.poll() {
             match event {
                 Event::EngineReady { model, provider } => {
+                    if let Some(t) = &self.timeline {
+                        t.mark("ready");
+                    }
                     self.engine = EngineStatus::Ready { model, provider }
                 }
                 Event::EngineFailed { message } => {
@@ -732,6 +792,9 @@ impl DesktopApp {
                     inference,
                 } => {
                     self.last_inference = Some(inference);
+                    if let Some(t) = &self.timeline {
+                        t.mark("result");
+                    }
                     self.workspace.finished(id, mask.clone(), preview_mask);
                     self.refresh_preview(id);
                     self.keep_result(id, mask);
@@ -745,6 +808,9 @@ impl DesktopApp {
                     self.refresh_preview(id);
                 }
                 Event::Failed { id, message } => self.workspace.fail(id, message),
+                Event::WaitingForModel { id } => {
+                    self.workspace.set_status(id, Status::WaitingForModel)
+                }
                 Event::Cancelled { id } => self.workspace.set_status(id, Status::Cancelled),
             }
         }
@@ -805,7 +871,7 @@ impl DesktopApp {
             match result {
                 TaskResult::Notice(n) => self.notices.push(n),
                 TaskResult::Delivered(id) => self.delivered(id),
-                TaskResult::CopyReady { id, cut } => self.finish_copy(id, cut),
+                TaskResult::CopyReady { id, result } => self.finish_copy(id, result),
                 TaskResult::PreviewMask {
                     id,
                     version,
@@ -880,9 +946,16 @@ impl DesktopApp {
         let tx = self.tasks_tx.clone();
         let ctx = self.ctx.clone();
         std::thread::spawn(move || {
-            let (image, mask) = finish::render(&image, &mask, &strokes, &finish);
-            let result = export(&image, &mask, format, &background, gpu, &path)
-                .and_then(|bytes| write_output(&path, &bytes, partials.as_deref()));
+            let result = finish::render(&image, &mask, &strokes, &finish)
+                .map_err(|too_large| crate::Error::OutputTooLarge {
+                    width: too_large.width,
+                    height: too_large.height,
+                    path: path.clone(),
+                })
+                .and_then(|(image, mask)| {
+                    export(&image, &mask, format, &background, gpu, &path)
+                        .and_then(|bytes| write_output(&path, &bytes, partials.as_deref()))
+                });
             let notice = match result {
                 Ok(()) => {
                     let _ = tx.send(TaskResult::Delivered(image_id));
@@ -943,11 +1016,16 @@ impl DesktopApp {
     fn paste(&mut self) {
         match arboard::Clipboard::new().and_then(|mut c| c.get_image()) {
             Ok(img) => {
-                match image::RgbaImage::from_raw(
-                    img.width as u32,
-                    img.height as u32,
-                    img.bytes.into_owned(),
-                ) {
+                // Checked before the cast: a clipboard may claim any size.
+                let (Ok(width), Ok(height)) = (u32::try_from(img.width), u32::try_from(img.height))
+                else {
+                    self.notices.push(Notice {
+                        text: "the clipboard image is over the size limit".into(),
+                        is_error: true,
+                    });
+                    return;
+                };
+                match image::RgbaImage::from_raw(width, height, img.bytes.into_owned()) {
                     Some(rgba) => self.open_pixels("Pasted image".into(), rgba),
                     None => self.notices.push(Notice {
                         text: "the clipboard image has an unexpected layout".into(),
@@ -1046,8 +1124,10 @@ impl DesktopApp {
         let tx = self.tasks_tx.clone();
         let ctx = self.ctx.clone();
         std::thread::spawn(move || {
+            // Over the limit, the canvas keeps the photo's frame; the export says why.
             let finished = editor::needs_finished_preview(&settings)
-                .then(|| editor::finished_preview(&preview, &mask, &strokes, &settings, scale));
+                .then(|| editor::finished_preview(&preview, &mask, &strokes, &settings, scale))
+                .and_then(Result::ok);
             let mask = editor::preview_mask(&preview, &mask, &strokes, &edges, scale);
             let _ = tx.send(TaskResult::PreviewMask {
                 id,
@@ -1075,16 +1155,33 @@ impl DesktopApp {
         let (id, strokes, settings) = (item.id, item.strokes.clone(), self.finish);
         let (tx, ctx) = (self.tasks_tx.clone(), self.ctx.clone());
         std::thread::spawn(move || {
-            let (image, mask) = finish::render(&image, &mask, &strokes, &settings);
-            let cut = crate::engine::composite::cutout(&image, &mask);
-            let _ = tx.send(TaskResult::CopyReady { id, cut });
+            let result = match finish::render(&image, &mask, &strokes, &settings) {
+                Ok((image, mask)) => Ok(crate::engine::composite::cutout(&image, &mask)),
+                Err(too_large) => Err(format!(
+                    "the cut-out would be {}×{} pixels, over the {} MP limit; lower the crop margin or the canvas",
+                    too_large.width,
+                    too_large.height,
+                    crate::limits::MAX_OUTPUT_PIXELS / 1_000_000
+                )),
+            };
+            let _ = tx.send(TaskResult::CopyReady { id, result });
             ctx.request_repaint();
         });
     }
 
     /// Puts a rendered cut-out on the clipboard.
-    fn finish_copy(&mut self, image_id: ImageId, cut: image::RgbaImage) {
+    fn finish_copy(&mut self, image_id: ImageId, cut: Result<image::RgbaImage, String>) {
         self.copying = false;
+        let cut = match cut {
+            Ok(cut) => cut,
+            Err(why) => {
+                self.notices.push(Notice {
+                    text: format!("could not copy: {why}"),
+                    is_error: true,
+                });
+                return;
+            }
+        };
         let data = arboard::ImageData {
             width: cut.width() as usize,
             height: cut.height() as usize,
@@ -1127,6 +1224,41 @@ impl DesktopApp {
         if ui.input_mut(|i| i.consume_shortcut(&OPEN)) {
             self.open_dialog();
         }
+        for (key, page) in PAGE_KEYS {
+            if ui.input_mut(|i| i.consume_key(Modifiers::ALT, key)) {
+                self.page = page;
+            }
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&NEXT_IMAGE)) {
+            self.workspace.select_step(1);
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&PREVIOUS_IMAGE)) {
+            self.workspace.select_step(-1);
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&ZOOM_FIT)) {
+            self.view.fit();
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&ZOOM_IN)) {
+            self.view.zoom_by(1.25);
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&ZOOM_OUT)) {
+            self.view.zoom_by(0.8);
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&DIVIDER_LEFT)) {
+            self.view.move_divider(-0.1);
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&DIVIDER_RIGHT)) {
+            self.view.move_divider(0.1);
+        }
+        let typing = ui.ctx().egui_wants_keyboard_input();
+        if !typing && ui.input_mut(|i| i.consume_key(Modifiers::NONE, BRUSH)) {
+            use crate::engine::refine::BrushMode;
+            self.view.brush.mode = match self.view.brush.mode {
+                None => Some(BrushMode::Erase),
+                Some(BrushMode::Erase) => Some(BrushMode::Restore),
+                Some(BrushMode::Restore) => None,
+            };
+        }
         if ui.input_mut(|i| i.consume_shortcut(&EXPORT)) {
             self.export_dialog();
         }
@@ -1168,7 +1300,7 @@ impl DesktopApp {
                     ui.label("Loading model…");
                 }
                 EngineStatus::Ready { model, provider } => {
-                    ui.label(format!("{model} · {provider}"));
+                    ui.label(format!("{model} · {provider} · ready"));
                 }
                 EngineStatus::Failed(_) if !self.model_manager.is_installed(&self.model) => {
                     ui.label("No model installed yet");
@@ -1377,6 +1509,9 @@ impl eframe::App for DesktopApp {
             }
             ui.ctx().request_repaint();
         }
+        if let Some(t) = &mut self.timeline {
+            t.frame();
+        }
         self.drain_events();
         self.handle_input(ui);
         self.sweep_if_due();
@@ -1453,6 +1588,17 @@ impl eframe::App for DesktopApp {
         }
         egui::CentralPanel::default().show(ui, |ui| {
             let hovering = ui.input(|i| !i.raw.hovered_files.is_empty());
+            let model_missing = !self.model_manager.is_installed(&self.model);
+            let waiting = self
+                .workspace
+                .selected()
+                .is_some_and(|item| item.status == Status::WaitingForModel);
+            if waiting && model_missing {
+                // The image waits beside the one-click download, never an error.
+                let action = models_page::model_card_ui(ui, &self.model_manager, &self.model);
+                self.models_action(action);
+                ui.separator();
+            }
             match self.workspace.selected_mut() {
                 Some(item) => {
                     if self.view.ui(ui, item, self.render_state.as_ref())
@@ -1471,9 +1617,16 @@ impl eframe::App for DesktopApp {
     }
 }
 
-fn spawn_worker(ctx: &egui::Context, dirs: &AppDirs, model: &str) -> Worker {
+/// The worker, or one that refuses every image when the system cannot start
+/// its threads (the notice says why).
+fn spawn_worker(
+    ctx: &egui::Context,
+    dirs: &AppDirs,
+    model: &str,
+    notices: &mut Vec<Notice>,
+) -> Worker {
     let wake_ctx = ctx.clone();
-    Worker::spawn(
+    let spawned = Worker::spawn(
         WorkerConfig {
             dirs: dirs.clone(),
             model: Some(model.to_string()),
@@ -1491,7 +1644,14 @@ fn spawn_worker(ctx: &egui::Context, dirs: &AppDirs, model: &str) -> Worker {
             limits: DecodeLimits::default(),
         },
         Arc::new(move || wake_ctx.request_repaint()),
-    )
+    );
+    spawned.unwrap_or_else(|e| {
+        notices.push(Notice {
+            text: format!("cannot start image processing ({e}); close other programs and restart"),
+            is_error: true,
+        });
+        Worker::unavailable()
+    })
 }
 
 fn display_name(path: &Path) -> String {

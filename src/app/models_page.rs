@@ -253,16 +253,45 @@ fn row_ui(ui: &mut egui::Ui, row: &ModelRow, in_use: bool) -> Option<ModelsActio
 /// Shown in the empty workspace while the chosen model is not installed:
 /// one click gets the default model.
 pub fn first_run_ui(ui: &mut egui::Ui, manager: &ModelManager, model: &str) -> ModelsAction {
+    ui.add_space(ui.available_height() * 0.25);
+    download_card(
+        ui,
+        manager,
+        model,
+        "One step before the first cut-out",
+        "is not installed yet.",
+    )
+}
+
+/// Above an image opened before any model was installed: the same one-click
+/// download; the image is processed as soon as the model lands.
+pub fn model_card_ui(ui: &mut egui::Ui, manager: &ModelManager, model: &str) -> ModelsAction {
+    ui.add_space(8.0);
+    download_card(
+        ui,
+        manager,
+        model,
+        "Waiting for the model",
+        "is not installed yet; your images are processed as soon as it is.",
+    )
+}
+
+fn download_card(
+    ui: &mut egui::Ui,
+    manager: &ModelManager,
+    model: &str,
+    heading: &str,
+    missing: &str,
+) -> ModelsAction {
     let mut action = ModelsAction::None;
     let Some(row) = manager.row(model) else {
         return action;
     };
     ui.vertical_centered(|ui| {
-        ui.add_space(ui.available_height() * 0.25);
-        ui.heading("One step before the first cut-out");
+        ui.heading(heading);
         ui.add_space(4.0);
         ui.label(format!(
-            "Background removal runs on this computer with a model. {} is not installed yet.",
+            "Background removal runs on this computer with a model. {} {missing}",
             row.name
         ));
         ui.add_space(10.0);

@@ -14,6 +14,8 @@ pub enum Status {
     Removing,
     Done,
     Failed(String),
+    /// Decoded; processed as soon as the model is installed.
+    WaitingForModel,
     Cancelled,
 }
 
@@ -24,6 +26,7 @@ impl Status {
             Status::Removing => "removing…",
             Status::Done => "done",
             Status::Failed(_) => "failed",
+            Status::WaitingForModel => "waiting for the model",
             Status::Cancelled => "cancelled",
         }
     }
@@ -118,6 +121,16 @@ impl Workspace {
         self.items.iter_mut().find(|i| i.id == id)
     }
 
+    /// Selects the next (`step` > 0) or previous image, stopping at the ends.
+    pub fn select_step(&mut self, step: isize) {
+        if self.items.is_empty() {
+            return;
+        }
+        let last = self.items.len() as isize - 1;
+        let at = self.selected.map_or(0, |i| i as isize + step);
+        self.selected = Some(at.clamp(0, last) as usize);
+    }
+
     pub fn selected(&self) -> Option<&Item> {
         self.selected.and_then(|i| self.items.get(i))
     }
@@ -129,7 +142,10 @@ impl Workspace {
     pub fn set_status(&mut self, id: ImageId, status: Status) {
         if let Some(item) = self.get_mut(id) {
             // A finished or failed image keeps its outcome.
-            if matches!(item.status, Status::Queued | Status::Removing) {
+            if matches!(
+                item.status,
+                Status::Queued | Status::Removing | Status::WaitingForModel
+            ) {
                 item.status = status;
             }
         }

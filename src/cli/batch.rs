@@ -44,6 +44,10 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
     );
 
     let bar = ProgressBar::new(plan.jobs.len() as u64);
+    #[allow(
+        clippy::expect_used,
+        reason = "a fixed template, checked by the CLI tests"
+    )]
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:30} {pos}/{len} · {per_min} · {elapsed_precise} · eta {eta} {msg}",
@@ -99,8 +103,11 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         args.output.display()
     );
     if let Some(csv) = &args.failures_csv {
-        std::fs::write(csv, batch::failures_csv(&summary.failures))
-            .with_context(|| format!("cannot write the failure report: {}", csv.display()))?;
+        backgrounderase::engine::encode::write_atomically(
+            csv,
+            batch::failures_csv(&summary.failures).as_bytes(),
+        )
+        .with_context(|| format!("cannot write the failure report: {}", csv.display()))?;
     }
     if args.stats {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;

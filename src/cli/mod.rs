@@ -403,6 +403,10 @@ fn models_action(dirs: &AppDirs, action: ModelsAction) -> Result<ExitCode> {
                 .download_url(&registry)
                 .with_context(|| format!("model '{id}' has no download address"))?;
             eprintln!("downloading {url}");
+            #[allow(
+                clippy::expect_used,
+                reason = "a fixed template, checked by the CLI tests"
+            )]
             let bar = indicatif::ProgressBar::new(0).with_style(
                 indicatif::ProgressStyle::with_template(
                     "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",

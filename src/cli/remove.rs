@@ -33,6 +33,10 @@ pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
     };
 
     let bar = ProgressBar::new(jobs.len() as u64);
+    #[allow(
+        clippy::expect_used,
+        reason = "a fixed template, checked by the CLI tests"
+    )]
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
             .expect("static template"),

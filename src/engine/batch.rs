@@ -72,6 +72,7 @@ impl std::str::FromStr for Shard {
 impl Shard {
     pub fn takes(&self, relative: &Path) -> bool {
         let digest = Sha256::digest(relative.to_string_lossy().as_bytes());
+        #[allow(clippy::expect_used, reason = "a sha256 digest is 32 bytes")]
         let n = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
         n % u64::from(self.count) == u64::from(self.index)
     }
@@ -298,18 +299,25 @@ pub fn plan(
 
     let manifest = read_manifest(output_dir);
     let mut taken: HashSet<PathBuf> = HashSet::new();
+    // Every shard names every file, in the same order, and keeps only its
+    // own jobs: two shards flattening `a/x.jpg` and `b/x.jpg` into one
+    // folder agree that one is `x.png` and the other `x (2).png`.
     for relative in files {
-        if let Some(shard) = shard
-            && !shard.takes(&relative)
-        {
+        let mine = shard.is_none_or(|shard| shard.takes(&relative));
+        if !mine {
             plan.other_shards += 1;
-            continue;
         }
         let input = input_dir.join(&relative);
-        let meta = fs::metadata(&input).map_err(|source| BatchError::ReadInput {
-            source,
-            path: input.clone(),
-        })?;
+        let meta = match fs::metadata(&input) {
+            Ok(meta) => meta,
+            Err(_) if !mine => continue,
+            Err(source) => {
+                return Err(BatchError::ReadInput {
+                    source,
+                    path: input.clone(),
+                });
+            }
+        };
         let size = meta.len();
         let mtime_ns = meta
             .modified()
@@ -322,7 +330,9 @@ pub fn plan(
             && done.settings == settings.job_fingerprint(&input)
             && output_dir.join(&done.output).is_file()
         {
-            plan.already_done += 1;
+            if mine {
+                plan.already_done += 1;
+            }
             taken.insert(output_dir.join(&done.output));
             continue;
         }
@@ -340,17 +350,21 @@ pub fn plan(
         {
             output = numbered(&folder, &name, exists);
         } else if output.exists() && settings.if_exists == IfExists::Skip {
-            plan.skipped_existing += 1;
+            if mine {
+                plan.skipped_existing += 1;
+            }
             continue;
         }
         taken.insert(output.clone());
-        plan.jobs.push(PlannedJob {
-            input,
-            relative,
-            output,
-            size,
-            mtime_ns,
-        });
+        if mine {
+            plan.jobs.push(PlannedJob {
+                input,
+                relative,
+                output,
+                size,
+                mtime_ns,
+            });
+        }
     }
     Ok(plan)
 }
@@ -365,10 +379,10 @@ fn numbered(folder: &Path, name: &str, exists: impl Fn(&Path) -> bool) -> PathBu
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    (2..)
+    (2..=u64::MAX)
         .map(|n| folder.join(format!("{stem} ({n}){ext}")))
         .find(|p| !exists(p))
-        .expect("some number is free")
+        .unwrap_or_else(|| folder.join(format!("{stem} ({}){ext}", std::process::id())))
 }
 
 fn walk(
@@ -685,7 +699,7 @@ impl Drop for BatchHandle {
 
 /// The failure report as CSV (`file,reason`), quoted as RFC 4180 asks.
 pub fn failures_csv(failures: &[(PathBuf, String)]) -> String {
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let quote = |s: &str| format!("\"{}\"", csv_text(s).replace('"', "\"\""));
     let mut out = String::from("file,reason\n");
     for (file, reason) in failures {
         out.push_str(&format!(
@@ -697,9 +711,39 @@ pub fn failures_csv(failures: &[(PathBuf, String)]) -> String {
     out
 }
 
+/// A cell a spreadsheet shows as text: one starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return would be run as a formula (a file named
+/// `=HYPERLINK(…)`), so it gets a leading apostrophe, as OWASP advises.
+pub fn csv_text(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_name_never_becomes_a_spreadsheet_formula() {
+        let csv = failures_csv(&[
+            (
+                PathBuf::from("=HYPERLINK(\"http://x\",\"y\").jpg"),
+                "bad".into(),
+            ),
+            (PathBuf::from("+1.jpg"), "-2".into()),
+            (PathBuf::from("plain.jpg"), "@SUM(A1)".into()),
+        ]);
+        assert_eq!(
+            csv,
+            "file,reason\n\
+             \"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\").jpg\",\"bad\"\n\
+             \"'+1.jpg\",\"'-2\"\n\
+             \"plain.jpg\",\"'@SUM(A1)\"\n"
+        );
+    }
 
     fn touch(root: &Path, rel: &str) {
         let path = root.join(rel);
@@ -817,6 +861,29 @@ mod tests {
         assert_eq!(seen.len(), 50, "every file in exactly one shard");
         assert!("4/4".parse::<Shard>().is_err());
         assert!("1-4".parse::<Shard>().is_err());
+    }
+
+    #[test]
+    fn shards_flattening_one_name_into_one_folder_never_share_an_output() {
+        let input = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for i in 0..40 {
+            touch(input.path(), &format!("d{i}/photo.jpg"));
+        }
+        let flat = BatchSettings {
+            mirror: false,
+            ..settings()
+        };
+        let mut outputs = Vec::new();
+        for i in 0..4 {
+            let shard: Shard = format!("{i}/4").parse().unwrap();
+            let plan = plan(input.path(), out.path(), &flat, Some(shard)).unwrap();
+            outputs.extend(plan.jobs.into_iter().map(|j| j.output));
+        }
+        assert_eq!(outputs.len(), 40);
+        outputs.sort();
+        outputs.dedup();
+        assert_eq!(outputs.len(), 40, "two shards planned one output");
     }
 
     #[test]

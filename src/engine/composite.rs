@@ -84,6 +84,7 @@ pub fn blurred(image: &RgbaImage) -> RgbaImage {
     out
 }
 
+#[allow(clippy::expect_used, reason = "RGBA to RGBA of the sizes given")]
 fn resize(src: &RgbaImage, width: u32, height: u32, options: &ResizeOptions) -> RgbaImage {
     let mut dst = Image::new(width, height, PixelType::U8x4);
     Resizer::new()

@@ -27,15 +27,16 @@ impl FinishSettings {
 
 /// The picture to encode, as the encoder takes it: colours (alpha 255
 /// unless nothing was changed) and the alpha mask, both at output size.
-/// With nothing set, this is the photo and the model's mask untouched.
+/// With nothing set, this is the photo and the model's mask untouched. A
+/// crop or canvas over the export limit is refused before it is allocated.
 pub fn render(
     image: &RgbaImage,
     model_mask: &GrayImage,
     strokes: &[Stroke],
     settings: &FinishSettings,
-) -> (RgbaImage, GrayImage) {
+) -> Result<(RgbaImage, GrayImage), layout::TooLarge> {
     if settings.is_identity() && strokes.is_empty() {
-        return (image.clone(), model_mask.clone());
+        return Ok((image.clone(), model_mask.clone()));
     }
     let mask = refine::finish_mask(image, model_mask, strokes, &settings.edges);
     let colours = if settings.edges.despill {
@@ -48,10 +49,10 @@ pub fn render(
         layer
     } else {
         let alpha = alpha_of(&layer);
-        let placement = layout::place(&alpha, &settings.layout);
+        let placement = layout::place(&alpha, &settings.layout)?;
         layout::render(&layer, &placement, settings.layout.shadow.as_ref())
     };
-    split(framed)
+    Ok(split(framed))
 }
 
 fn alpha_of(img: &RgbaImage) -> GrayImage {
@@ -80,7 +81,7 @@ mod tests {
     fn nothing_set_is_the_photo_and_the_mask_untouched() {
         let image = RgbaImage::from_pixel(4, 3, Rgba([1, 2, 3, 100]));
         let mask = GrayImage::from_pixel(4, 3, Luma([77]));
-        let (i, m) = render(&image, &mask, &[], &FinishSettings::default());
+        let (i, m) = render(&image, &mask, &[], &FinishSettings::default()).unwrap();
         assert_eq!((i, m), (image, mask));
     }
 
@@ -94,7 +95,7 @@ mod tests {
             hardness: 1.0,
             points: vec![[5.0, 5.0]],
         };
-        let (i, m) = render(&image, &mask, &[stroke], &FinishSettings::default());
+        let (i, m) = render(&image, &mask, &[stroke], &FinishSettings::default()).unwrap();
         assert_eq!(m.get_pixel(5, 5)[0], 128, "restored × source alpha");
         assert_eq!(m.get_pixel(15, 5)[0], 0);
         assert_eq!(i.get_pixel(5, 5), &Rgba([9, 9, 9, 255]));
@@ -118,7 +119,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let (i, m) = render(&image, &mask, &[], &settings);
+        let (i, m) = render(&image, &mask, &[], &settings).unwrap();
         assert_eq!(i.dimensions(), (34, 34));
         assert_eq!(m.dimensions(), (34, 34));
     }

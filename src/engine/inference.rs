@@ -136,6 +136,17 @@ impl InferenceSession {
         options: &SessionOptions,
         cpu_copy_dir: Option<&Path>,
     ) -> Result<Self, Error> {
+        let (w, h) = model.input_size;
+        if !crate::limits::model_side_ok(w) || !crate::limits::model_side_ok(h) {
+            return Err(Error::ModelLoad {
+                detail: format!(
+                    "input size {w}×{h} is outside {}–{} px per side",
+                    crate::limits::MIN_MODEL_SIDE,
+                    crate::limits::MAX_MODEL_SIDE
+                ),
+                path: model_path.into(),
+            });
+        }
         let threads = options.threads.unwrap_or_else(default_threads);
         let mut skipped = Vec::new();
         let mut chosen = None;
@@ -251,8 +262,27 @@ impl InferenceSession {
             })?;
         // [1, 1, H, W] or [1, H, W]: the last two axes are the mask.
         let dims: Vec<i64> = shape.iter().copied().collect();
+        // Each side within the model limits, so the upsampling that follows
+        // never sees an empty, negative or enormous mask.
+        let side = |d: i64| {
+            u32::try_from(d)
+                .ok()
+                .filter(|v| (1..=crate::limits::MAX_MODEL_SIDE).contains(v))
+        };
         let (h, w) = match dims.as_slice() {
-            [.., h, w] if dims.iter().rev().skip(2).all(|&d| d == 1) => (*h as u32, *w as u32),
+            [.., h, w] if dims.iter().rev().skip(2).all(|&d| d == 1) => {
+                match (side(*h), side(*w)) {
+                    (Some(h), Some(w)) if data.len() == h as usize * w as usize => (h, w),
+                    _ => {
+                        return Err(Error::ModelOutput {
+                            detail: format!(
+                                "output shape {dims:?} is outside 1–{} px per side",
+                                crate::limits::MAX_MODEL_SIDE
+                            ),
+                        });
+                    }
+                }
+            }
             _ => {
                 return Err(Error::ModelOutput {
                     detail: format!("unexpected output shape {dims:?}"),

@@ -11,6 +11,10 @@ use image::{GrayImage, RgbaImage};
 use serde::{Deserialize, Serialize};
 
 use super::refine::box_blur;
+use crate::limits::{
+    MAX_CANVAS_SIDE, MAX_MARGIN_PERCENT, MAX_MARGIN_PIXELS, MAX_OUTPUT_PIXELS, MAX_RATIO_PART,
+    MAX_SHADOW_PIXELS, output_size_ok,
+};
 
 /// Space kept around the subject when cropping.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -24,16 +28,23 @@ impl FromStr for Margin {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let bad = || format!("'{s}' is not a margin (write 5% or 40px)");
+        let bad = || {
+            format!(
+                "'{s}' is not a margin (write 0% to {MAX_MARGIN_PERCENT}% or 0px to {MAX_MARGIN_PIXELS}px)"
+            )
+        };
         if let Some(p) = s.strip_suffix('%') {
             let v: f32 = p.trim().parse().map_err(|_| bad())?;
-            if !(0.0..=1000.0).contains(&v) {
+            if !(0.0..=MAX_MARGIN_PERCENT).contains(&v) {
                 return Err(bad());
             }
             Ok(Self::Percent(v))
         } else {
             let digits = s.strip_suffix("px").unwrap_or(s).trim();
-            digits.parse().map(Self::Pixels).map_err(|_| bad())
+            match digits.parse() {
+                Ok(v) if v <= MAX_MARGIN_PIXELS => Ok(Self::Pixels(v)),
+                _ => Err(bad()),
+            }
         }
     }
 }
@@ -63,7 +74,13 @@ impl FromStr for Canvas {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim().to_ascii_lowercase();
-        let bad = || format!("'{s}' is not a canvas (original, 1:1, 4:5 or WxH such as 1200x1500)");
+        let bad = || {
+            format!(
+                "'{s}' is not a canvas (original; a ratio such as 1:1 or 4:5, each part 1 to {MAX_RATIO_PART}; \
+                 or WxH such as 1200x1500, each side 1 to {MAX_CANVAS_SIDE} px and {} MP at most)",
+                MAX_OUTPUT_PIXELS / 1_000_000
+            )
+        };
         if s == "original" {
             return Ok(Self::Original);
         }
@@ -72,11 +89,20 @@ impl FromStr for Canvas {
             let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
             (a > 0 && b > 0).then_some((a, b))
         };
-        if let Some((a, b)) = pair(':') {
-            return Ok(Self::Ratio(a, b));
+        if s.contains(':') {
+            return match pair(':') {
+                Some((a, b)) if a <= MAX_RATIO_PART && b <= MAX_RATIO_PART => Ok(Self::Ratio(a, b)),
+                _ => Err(bad()),
+            };
         }
         match pair('x') {
-            Some((w, h)) if w <= 20_000 && h <= 20_000 => Ok(Self::Size(w, h)),
+            Some((w, h))
+                if w <= MAX_CANVAS_SIDE
+                    && h <= MAX_CANVAS_SIDE
+                    && u64::from(w) * u64::from(h) <= MAX_OUTPUT_PIXELS =>
+            {
+                Ok(Self::Size(w, h))
+            }
             _ => Err(bad()),
         }
     }
@@ -187,8 +213,18 @@ pub struct Placement {
     pub size: (u32, u32),
 }
 
+/// A layout whose crop or canvas would exceed the export limit
+/// ([`MAX_OUTPUT_PIXELS`]); checked before any of it is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    pub width: u64,
+    pub height: u64,
+}
+
 /// The frame for `alpha` (the final alpha, so strokes count) under `layout`.
-pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Placement {
+/// Values out of range (a settings file edited by hand) are clamped to the
+/// limits the parsers enforce; a frame over the export limit is an error.
+pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Result<Placement, TooLarge> {
     let (w, h) = alpha.dimensions();
     let whole = Rect {
         x0: 0,
@@ -200,9 +236,14 @@ pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Placement {
         (Some(margin), Some(b)) => {
             let m = match margin {
                 Margin::Percent(p) => {
+                    let p = if p.is_finite() {
+                        p.clamp(0.0, MAX_MARGIN_PERCENT)
+                    } else {
+                        0.0
+                    };
                     (b.width().max(b.height()) as f64 * f64::from(p) / 100.0).round() as i64
                 }
-                Margin::Pixels(p) => i64::from(p),
+                Margin::Pixels(p) => i64::from(p.min(MAX_MARGIN_PIXELS)),
             };
             Rect {
                 x0: b.x0 - m,
@@ -214,7 +255,14 @@ pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Placement {
         _ => whole,
     };
     let (rw, rh) = (region.width().max(1), region.height().max(1));
-    match layout.canvas {
+    // The crop is allocated whole before any scaling to the canvas.
+    if !output_size_ok(rw as u64, rh as u64) {
+        return Err(TooLarge {
+            width: rw as u64,
+            height: rh as u64,
+        });
+    }
+    let placement = match layout.canvas {
         Canvas::Original => Placement {
             canvas: (rw as u32, rh as u32),
             region,
@@ -222,7 +270,10 @@ pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Placement {
             size: (rw as u32, rh as u32),
         },
         Canvas::Ratio(a, b) => {
-            let (a, b) = (i64::from(a), i64::from(b));
+            let (a, b) = (
+                i64::from(a.clamp(1, MAX_RATIO_PART)),
+                i64::from(b.clamp(1, MAX_RATIO_PART)),
+            );
             let (cw, ch) = if rw * b >= rh * a {
                 (rw, (rw * b + a - 1) / a)
             } else {
@@ -236,6 +287,7 @@ pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Placement {
             }
         }
         Canvas::Size(cw, ch) => {
+            let (cw, ch) = (cw.clamp(1, MAX_CANVAS_SIDE), ch.clamp(1, MAX_CANVAS_SIDE));
             let scale = (f64::from(cw) / rw as f64).min(f64::from(ch) / rh as f64);
             let (sw, sh) = (
                 ((rw as f64 * scale).round() as u32).clamp(1, cw),
@@ -248,7 +300,15 @@ pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Placement {
                 size: (sw, sh),
             }
         }
+    };
+    let (cw, ch) = placement.canvas;
+    if !output_size_ok(u64::from(cw), u64::from(ch)) {
+        return Err(TooLarge {
+            width: u64::from(cw),
+            height: u64::from(ch),
+        });
     }
+    Ok(placement)
 }
 
 /// The cut-out `layer` (straight alpha) framed by `placement`, with the
@@ -279,7 +339,8 @@ pub fn render(layer: &RgbaImage, placement: &Placement, shadow: Option<&Shadow>)
 /// times the opacity. Zero wherever the moved, blurred silhouette is.
 pub fn shadow_alpha(canvas: &RgbaImage, shadow: &Shadow) -> Vec<f32> {
     let (w, h) = (canvas.width() as usize, canvas.height() as usize);
-    let [dx, dy] = shadow.offset;
+    let limit = MAX_SHADOW_PIXELS as i32;
+    let [dx, dy] = shadow.offset.map(|d| d.clamp(-limit, limit));
     let mut moved = vec![0f32; w * h];
     for y in 0..h as i64 {
         for x in 0..w as i64 {
@@ -290,8 +351,13 @@ pub fn shadow_alpha(canvas: &RgbaImage, shadow: &Shadow) -> Vec<f32> {
             }
         }
     }
-    let r = ((shadow.blur / 3.0).round() as usize).max(1);
-    if shadow.blur > 0.0 {
+    let blur = if shadow.blur.is_finite() {
+        shadow.blur.clamp(0.0, MAX_SHADOW_PIXELS)
+    } else {
+        0.0
+    };
+    let r = ((blur / 3.0).round() as usize).max(1);
+    if blur > 0.0 {
         for _ in 0..3 {
             moved = box_blur(&moved, w, h, r);
         }
@@ -336,6 +402,7 @@ fn crop_padded(layer: &RgbaImage, r: &Rect) -> RgbaImage {
     out
 }
 
+#[allow(clippy::expect_used, reason = "both sides are RGBA of the sizes given")]
 fn resize_premultiplied(src: &RgbaImage, w: u32, h: u32) -> RgbaImage {
     let mut dst = Image::new(w, h, PixelType::U8x4);
     let options = ResizeOptions::new()
@@ -397,7 +464,7 @@ mod tests {
             crop_margin: Some(Margin::Pixels(5)),
             ..Default::default()
         };
-        let p = place(&alpha, &layout);
+        let p = place(&alpha, &layout).unwrap();
         assert_eq!(p.canvas, (30, 40));
         let out = render(&layer, &p, None);
         // The subject sits exactly 5 px in from every side.
@@ -417,7 +484,8 @@ mod tests {
                 crop_margin: Some(Margin::Percent(10.0)),
                 ..layout
             },
-        );
+        )
+        .unwrap();
         assert_eq!(p.canvas, (26, 36));
     }
 
@@ -435,7 +503,7 @@ mod tests {
             canvas: Canvas::Ratio(1, 1),
             shadow: None,
         };
-        let p = place(&alpha, &square);
+        let p = place(&alpha, &square).unwrap();
         assert_eq!(p.canvas, (30, 30));
         let b = subject_bounds(&alpha_of(&render(&layer, &p, None))).unwrap();
         assert_eq!((b.x0, b.x1, b.y0, b.y1), (5, 25, 0, 30));
@@ -444,7 +512,7 @@ mod tests {
             canvas: Canvas::Size(300, 300),
             ..square
         };
-        let p = place(&alpha, &sized);
+        let p = place(&alpha, &sized).unwrap();
         assert_eq!((p.canvas, p.size), ((300, 300), (200, 300)));
         let out = render(&layer, &p, None);
         assert_eq!(out.dimensions(), (300, 300));
@@ -460,7 +528,7 @@ mod tests {
             blur: 6.0,
             opacity: 0.5,
         };
-        let p = place(&alpha, &LayoutSettings::default());
+        let p = place(&alpha, &LayoutSettings::default()).unwrap();
         let plain = render(&layer, &p, None);
         let shaded = render(&layer, &p, Some(&shadow));
         for (x, y, px) in shaded.enumerate_pixels() {

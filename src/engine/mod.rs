@@ -108,7 +108,7 @@ impl Engine {
             self.model.postprocess,
             image.width(),
             image.height(),
-        );
+        )?;
         times.postprocess = t.elapsed();
         Ok((mask, times))
     }

@@ -216,8 +216,21 @@ fn finish(
     } = item;
     let job = &jobs[index];
     let t = Instant::now();
-    let mask = postprocessor.alpha_mask(&output, post, image.width(), image.height());
-    let (image, mask) = finish::render(&image, &mask, &job.strokes, &options.finish);
+    let mask = match postprocessor.alpha_mask(&output, post, image.width(), image.height()) {
+        Ok(mask) => mask,
+        Err(error) => return Outcome::Failed { index, error },
+    };
+    let (image, mask) = match finish::render(&image, &mask, &job.strokes, &options.finish) {
+        Ok(finished) => finished,
+        Err(too_large) => {
+            let error = Error::OutputTooLarge {
+                width: too_large.width,
+                height: too_large.height,
+                path: job.input.clone(),
+            };
+            return Outcome::Failed { index, error };
+        }
+    };
     times.postprocess = t.elapsed();
     let t = Instant::now();
     let written = encode_result(&image, &mask, &options.encode, &job.output)

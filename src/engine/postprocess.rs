@@ -6,6 +6,7 @@ use image::GrayImage;
 
 use crate::catalog::PostProcess;
 use crate::engine::inference::ModelOutput;
+use crate::error::Error;
 
 /// Reusable upsampling state.
 #[derive(Default)]
@@ -26,23 +27,41 @@ impl Postprocessor {
         post: PostProcess,
         width: u32,
         height: u32,
-    ) -> GrayImage {
+    ) -> Result<GrayImage, Error> {
+        let bad = |detail: String| Error::ModelOutput { detail };
+        let expected = output.width as usize * output.height as usize;
+        if expected == 0 || output.data.len() != expected {
+            return Err(bad(format!(
+                "a {}×{} mask with {} values",
+                output.width,
+                output.height,
+                output.data.len()
+            )));
+        }
         let alpha = to_alpha(&output.data, post);
         let src_bytes: Vec<u8> = alpha.iter().flat_map(|v| v.to_ne_bytes()).collect();
         let src = Image::from_vec_u8(output.width, output.height, src_bytes, PixelType::F32)
-            .expect("buffer sized from the output");
-        let mut dst = Image::new(width, height, PixelType::F32);
+            .map_err(|e| {
+                bad(format!(
+                    "{}×{} mask with {} values ({e})",
+                    output.width,
+                    output.height,
+                    output.data.len()
+                ))
+            })?;
+        let mut dst = Image::new(width.max(1), height.max(1), PixelType::F32);
         let options =
             ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
         self.resizer
             .resize(&src, &mut dst, &options)
-            .expect("F32 to F32 resize");
+            .map_err(|e| bad(format!("cannot upsample the mask ({e})")))?;
         let pixels = dst
             .buffer()
             .chunks_exact(4)
             .map(|b| unit_to_u8(f32::from_ne_bytes([b[0], b[1], b[2], b[3]])))
             .collect();
-        GrayImage::from_raw(width, height, pixels).expect("buffer sized from the image")
+        GrayImage::from_raw(width.max(1), height.max(1), pixels)
+            .ok_or_else(|| bad("mask size mismatch".into()))
     }
 }
 
@@ -102,9 +121,26 @@ mod tests {
             height: 16,
             data,
         };
-        let mask = Postprocessor::new().alpha_mask(&output, PostProcess::None, 4000, 3000);
+        let mask = Postprocessor::new()
+            .alpha_mask(&output, PostProcess::None, 4000, 3000)
+            .unwrap();
         assert_eq!(mask.dimensions(), (4000, 3000));
         assert_eq!(mask.get_pixel(10, 1500)[0], 0);
         assert_eq!(mask.get_pixel(3990, 1500)[0], 255);
+    }
+
+    #[test]
+    fn a_mask_that_does_not_match_its_size_is_an_error() {
+        for (width, height, values) in [(16, 16, 10), (0, 16, 0), (16, 0, 16)] {
+            let output = ModelOutput {
+                width,
+                height,
+                data: vec![0.5; values],
+            };
+            let err = Postprocessor::new()
+                .alpha_mask(&output, PostProcess::Sigmoid, 100, 100)
+                .unwrap_err();
+            assert!(matches!(err, Error::ModelOutput { .. }), "{err}");
+        }
     }
 }

@@ -50,7 +50,7 @@ impl Preprocessor {
             return ModelInput {
                 width: w,
                 height: h,
-                data: to_nchw(&rgba, (w * h) as usize, self.normalization),
+                data: to_nchw(&rgba, w as usize * h as usize, self.normalization),
             };
         }
         // The network sees colour only: transparent pixels keep their RGB
@@ -58,13 +58,18 @@ impl Preprocessor {
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
             .use_alpha(false);
+        #[allow(clippy::expect_used, reason = "both images are U8x4, at least 1×1")]
         self.resizer
             .resize(image, &mut self.resized, &options)
             .expect("source and destination are both U8x4");
         ModelInput {
             width: w,
             height: h,
-            data: to_nchw(self.resized.buffer(), (w * h) as usize, self.normalization),
+            data: to_nchw(
+                self.resized.buffer(),
+                w as usize * h as usize,
+                self.normalization,
+            ),
         }
     }
 }

@@ -167,7 +167,8 @@ pub fn finish_mask(
         stroke.apply(&mut mask);
     }
     if edges.shift != 0 {
-        mask = shift(&mask, edges.shift);
+        let limit = crate::limits::MAX_SHIFT_PIXELS;
+        mask = shift(&mask, edges.shift.clamp(-limit, limit));
     }
     if edges.feather > 0.0 {
         mask = feather(&mask, edges.feather);
@@ -179,6 +180,9 @@ pub fn finish_mask(
 /// erosion with a square of side `2|pixels| + 1`, which keeps soft edges soft.
 pub fn shift(mask: &GrayImage, pixels: i32) -> GrayImage {
     let (w, h) = (mask.width() as usize, mask.height() as usize);
+    if w == 0 || h == 0 {
+        return mask.clone();
+    }
     let r = pixels.unsigned_abs() as usize;
     let grow = pixels > 0;
     let mut rows = vec![0u8; w * h];
@@ -198,7 +202,7 @@ pub fn shift(mask: &GrayImage, pixels: i32) -> GrayImage {
             out[y * w + x] = result[y];
         }
     }
-    GrayImage::from_raw(w as u32, h as u32, out).expect("same size")
+    GrayImage::from_raw(w as u32, h as u32, out).unwrap_or_else(|| mask.clone())
 }
 
 /// Max (or min) over the window `[i − r, i + r]`, with a monotonic deque:
@@ -229,7 +233,10 @@ fn sliding_extreme(src: &[u8], dst: &mut [u8], r: usize, max: bool) {
                 break;
             }
         }
-        *out = src[*deque.front().expect("window is never empty")];
+        // The window always holds `i` itself, so the deque is never empty.
+        if let Some(&best) = deque.front() {
+            *out = src[best];
+        }
     }
 }
 
@@ -237,6 +244,11 @@ fn sliding_extreme(src: &[u8], dst: &mut [u8], r: usize, max: bool) {
 /// is `radius` pixels.
 pub fn feather(mask: &GrayImage, radius: f32) -> GrayImage {
     let (w, h) = mask.dimensions();
+    let radius = if radius.is_finite() {
+        radius.clamp(0.0, crate::limits::MAX_FEATHER_PIXELS)
+    } else {
+        0.0
+    };
     let box_radius = ((radius / 3.0).round() as usize).max(1);
     let mut plane: Vec<f32> = mask.as_raw().iter().map(|&v| f32::from(v)).collect();
     for _ in 0..3 {
@@ -245,6 +257,7 @@ pub fn feather(mask: &GrayImage, radius: f32) -> GrayImage {
     to_gray(&plane, w, h, 1.0)
 }
 
+#[allow(clippy::expect_used, reason = "one value per pixel of the plane")]
 fn to_gray(plane: &[f32], w: u32, h: u32, scale: f32) -> GrayImage {
     let data = plane
         .iter()
@@ -256,6 +269,9 @@ fn to_gray(plane: &[f32], w: u32, h: u32, scale: f32) -> GrayImage {
 /// Mean over a `(2r + 1)²` window, edges clamped; O(n) with running sums,
 /// rows then columns (the column pass walks rows in order, for the cache).
 pub fn box_blur(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
+    if w == 0 || h == 0 || src.len() != w * h {
+        return src.to_vec();
+    }
     let mut horizontal = vec![0f32; w * h];
     let norm = 1.0 / (2 * r + 1) as f32;
     for y in 0..h {

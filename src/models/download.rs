@@ -42,8 +42,8 @@ impl Progress {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    #[error("will not download over plain HTTP from a remote host (use https): {url}")]
-    Insecure { url: String },
+    #[error("will not download from this address: {0}")]
+    Address(crate::net::AddressError),
     #[error("the server answered HTTP {status}: {url}")]
     Status { status: u16, url: String },
     #[error("cannot download ({detail}): {url}")]
@@ -150,10 +150,8 @@ impl PartSource {
 /// An HTTP client for downloads: https only, except this computer's own
 /// address (tests and local mirrors), which never goes through a proxy.
 pub fn agent_for(url: &str) -> Result<ureq::Agent, DownloadError> {
-    let loopback = is_loopback(url);
-    if !url.starts_with("https://") && !loopback {
-        return Err(DownloadError::Insecure { url: url.into() });
-    }
+    let address = crate::net::Address::parse(url).map_err(DownloadError::Address)?;
+    let loopback = address.loopback;
     let mut config = ureq::Agent::config_builder()
         .tls_config(platform_tls())
         .http_status_as_error(false)
@@ -195,15 +193,6 @@ fn is_transient(error: &ureq::Error) -> bool {
         ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::BodyStalled => true,
         _ => false,
     }
-}
-
-fn is_loopback(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
 }
 
 /// One request's outcome that the loop decides on.
@@ -462,6 +451,11 @@ mod tests {
         );
         // A host that merely starts like a loopback name is remote.
         assert!(agent_for("http://127.0.0.1.example.com/m.onnx").is_err());
+        // User-info that spells a loopback address is a connection elsewhere.
+        let err = agent_for("http://127.0.0.1:1@evil.example/m.onnx")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user name or password"), "{err}");
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub enum InstallError {
         path.display()
     )]
     NoImageInput { detail: String, path: PathBuf },
+    #[error("model refused ({detail}): {}", path.display())]
+    Refused { detail: String, path: PathBuf },
+    #[error(
+        "model '{id}' names the file '{file}', which is not a plain file name in the models folder"
+    )]
+    BadFileName { id: String, file: String },
     #[error("cannot {action} ({source}): {}", path.display())]
     Io {
         action: &'static str,
@@ -65,23 +71,66 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Instal
 /// reported in the log.
 pub fn profile_catalog(dirs: &AppDirs) -> ModelCatalog {
     let mut catalog = ModelCatalog::builtin();
-    let path = dirs.models_dir().join(CUSTOM_MODELS_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => match ron::from_str::<Vec<ModelEntry>>(&text) {
-            Ok(custom) => {
-                // A custom entry never shadows a built-in one.
-                let custom: Vec<_> = custom
-                    .into_iter()
-                    .filter(|m| catalog.get(&m.id).is_none())
-                    .collect();
-                catalog.models.extend(custom);
-            }
-            Err(e) => tracing::warn!(path = %path.display(), "custom model list unreadable: {e}"),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(path = %path.display(), "custom model list unreadable: {e}"),
-    }
+    let custom = read_custom(dirs);
+    // A custom entry never shadows a built-in one.
+    let custom: Vec<_> = custom
+        .into_iter()
+        .filter(|m| catalog.get(&m.id).is_none())
+        .collect();
+    catalog.models.extend(custom);
     catalog
+}
+
+/// Whether a custom list entry is one [`add_custom_model`] could have
+/// written: imported (no address to fetch from), its file named after its
+/// own sha256 (`custom-<hash>.onnx`, so *Remove* can delete nothing else),
+/// and sizes the engine runs. The list is a file on disk that any program
+/// may have edited; anything else in it is ignored.
+pub fn check_custom_entry(entry: &ModelEntry) -> Result<(), String> {
+    if entry.source != ModelSource::Imported {
+        return Err("a custom model cannot carry a download address".into());
+    }
+    let Checksum::Sha256(hex) = &entry.checksum else {
+        return Err("a custom model is identified by its sha256".into());
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("'{hex}' is not a sha256"));
+    }
+    let short = hex[..12].to_ascii_lowercase();
+    if entry.id != format!("custom-{short}") || entry.file != format!("custom-{short}.onnx") {
+        return Err(format!(
+            "id '{}' and file '{}' do not match its sha256",
+            entry.id, entry.file
+        ));
+    }
+    let (w, h) = entry.input_size;
+    if !crate::limits::model_side_ok(w) || !crate::limits::model_side_ok(h) {
+        return Err(format!(
+            "input size {w}×{h} is outside {}–{} px",
+            crate::limits::MIN_MODEL_SIDE,
+            crate::limits::MAX_MODEL_SIDE
+        ));
+    }
+    Ok(())
+}
+
+/// The model's file in the user's models folder; a `file` that is not a
+/// single plain name (a path, `..`) is refused, never joined.
+pub fn file_in_models_dir(entry: &ModelEntry, dirs: &AppDirs) -> Result<PathBuf, InstallError> {
+    let plain = matches!(
+        Path::new(&entry.file)
+            .components()
+            .collect::<Vec<_>>()
+            .as_slice(),
+        [std::path::Component::Normal(_)]
+    ) && !entry.file.contains(['/', '\\']);
+    if !plain {
+        return Err(InstallError::BadFileName {
+            id: entry.id.clone(),
+            file: entry.file.clone(),
+        });
+    }
+    Ok(dirs.models_dir().join(&entry.file))
 }
 
 /// Where an installed model's file lives, as the Models page says it.
@@ -128,7 +177,7 @@ pub fn download_model(
             })?;
     let models = dirs.models_dir();
     fs::create_dir_all(&models).map_err(io_err("create folder", &models))?;
-    let target = models.join(&entry.file);
+    let target = file_in_models_dir(entry, dirs)?;
     match &entry.source {
         ModelSource::Url(_) => {
             let lock = file_lock(&target);
@@ -371,7 +420,7 @@ pub fn add_custom_model(
 /// Deletes a model from the user's models folder (a bundled copy stays; a
 /// custom model also leaves the list). Returns whether a file was deleted.
 pub fn remove_model(entry: &ModelEntry, dirs: &AppDirs) -> Result<bool, InstallError> {
-    let path = dirs.models_dir().join(&entry.file);
+    let path = file_in_models_dir(entry, dirs)?;
     let removed = match fs::remove_file(&path) {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
@@ -386,17 +435,46 @@ pub fn remove_model(entry: &ModelEntry, dirs: &AppDirs) -> Result<bool, InstallE
     Ok(removed)
 }
 
+/// The custom list, without any entry [`check_custom_entry`] refuses. A
+/// damaged list is ignored (the built-in models still work) and logged.
 fn read_custom(dirs: &AppDirs) -> Vec<ModelEntry> {
-    fs::read_to_string(dirs.models_dir().join(CUSTOM_MODELS_FILE))
-        .ok()
-        .and_then(|t| ron::from_str(&t).ok())
-        .unwrap_or_default()
+    let path = dirs.models_dir().join(CUSTOM_MODELS_FILE);
+    let entries = match crate::limits::read_settings_text(&path) {
+        Ok(text) => match ron::from_str::<Vec<ModelEntry>>(&text) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "custom model list unreadable: {e}");
+                return Vec::new();
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "custom model list unreadable: {e}");
+            return Vec::new();
+        }
+    };
+    entries
+        .into_iter()
+        .filter(|entry| match check_custom_entry(entry) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(path = %path.display(), id = %entry.id, "custom model ignored: {why}");
+                false
+            }
+        })
+        .collect()
 }
 
 fn write_custom(dirs: &AppDirs, custom: &[ModelEntry]) -> Result<(), InstallError> {
     let path = dirs.models_dir().join(CUSTOM_MODELS_FILE);
-    let text = ron::ser::to_string_pretty(&custom, ron::ser::PrettyConfig::default())
-        .expect("catalog entries always serialise");
+    let text =
+        ron::ser::to_string_pretty(&custom, ron::ser::PrettyConfig::default()).map_err(|e| {
+            InstallError::Io {
+                action: "write",
+                source: io::Error::other(e),
+                path: path.clone(),
+            }
+        })?;
     crate::setup::write_file(&path, text.as_bytes())?;
     Ok(())
 }
@@ -447,20 +525,104 @@ fn copy_into_place(from: &Path, target: &Path) -> Result<(), InstallError> {
     Ok(())
 }
 
-struct GraphInfo {
-    input: String,
-    output: String,
-    input_size: Option<(u32, u32)>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphInfo {
+    pub input: String,
+    pub output: String,
+    pub input_size: Option<(u32, u32)>,
+}
+
+/// Operator domains ONNX Runtime implements itself; anything else needs a
+/// custom-op library, which an imported model never gets to load.
+const STANDARD_DOMAINS: &[&str] = &["", "ai.onnx", "ai.onnx.ml", "com.microsoft"];
+
+/// Deepest nesting of subgraphs (If/Loop bodies) inspected; deeper is refused.
+const MAX_SUBGRAPH_DEPTH: usize = 16;
+
+/// Refuses weights stored outside the file (external data would make ONNX
+/// Runtime open other files named by the model) and operators from
+/// non-standard domains, in the graph and every subgraph.
+fn check_self_contained(graph: &onnx_protobuf::GraphProto, depth: usize) -> Result<(), String> {
+    use onnx_protobuf::tensor_proto::DataLocation;
+    if depth > MAX_SUBGRAPH_DEPTH {
+        return Err("subgraphs nested too deeply".into());
+    }
+    let external = |t: &onnx_protobuf::TensorProto| {
+        !t.external_data.is_empty() || t.data_location.enum_value() == Ok(DataLocation::EXTERNAL)
+    };
+    let sparse = graph
+        .sparse_initializer
+        .iter()
+        .flat_map(|s| s.values.as_ref().into_iter().chain(s.indices.as_ref()));
+    if let Some(t) = graph.initializer.iter().chain(sparse).find(|t| external(t)) {
+        return Err(format!("weights stored outside the file ('{}')", t.name));
+    }
+    for node in &graph.node {
+        if !STANDARD_DOMAINS.contains(&node.domain.as_str()) {
+            return Err(format!(
+                "operator '{}' from the custom domain '{}'",
+                node.op_type, node.domain
+            ));
+        }
+        for attribute in &node.attribute {
+            if attribute.t.as_ref().is_some_and(&external)
+                || attribute.tensors.iter().any(&external)
+            {
+                return Err(format!(
+                    "weights stored outside the file (node '{}')",
+                    node.name
+                ));
+            }
+            for sub in attribute.g.as_ref().into_iter().chain(&attribute.graphs) {
+                check_self_contained(sub, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The image input (the first graph input that is not a weight) and the
 /// first output, from the ONNX file itself.
-fn inspect_graph(path: &Path) -> Result<GraphInfo, InstallError> {
-    let bytes = fs::read(path).map_err(io_err("read", path))?;
-    let model = ModelProto::parse_from_bytes(&bytes).map_err(|e| InstallError::NotOnnx {
+pub fn inspect_graph(path: &Path) -> Result<GraphInfo, InstallError> {
+    let size = fs::metadata(path).map_err(io_err("read", path))?.len();
+    if size > crate::limits::MAX_MODEL_FILE_BYTES {
+        return Err(InstallError::Refused {
+            detail: format!(
+                "{} MiB, over the {} MiB limit for model files",
+                size >> 20,
+                crate::limits::MAX_MODEL_FILE_BYTES >> 20
+            ),
+            path: path.to_path_buf(),
+        });
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| {
+            f.take(crate::limits::MAX_MODEL_FILE_BYTES)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(io_err("read", path))?;
+    inspect_graph_bytes(&bytes, path)
+}
+
+/// [`inspect_graph`] on bytes in memory; `path` only names them in errors.
+pub fn inspect_graph_bytes(bytes: &[u8], path: &Path) -> Result<GraphInfo, InstallError> {
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| InstallError::NotOnnx {
         detail: e.to_string(),
         path: path.to_path_buf(),
     })?;
+    let refused = |detail: String| InstallError::Refused {
+        detail,
+        path: path.to_path_buf(),
+    };
+    if let Some(domain) = model
+        .opset_import
+        .iter()
+        .map(|o| o.domain.as_str())
+        .find(|d| !STANDARD_DOMAINS.contains(d))
+    {
+        return Err(refused(format!("custom operator domain '{domain}'")));
+    }
     let not_onnx = |detail: &str| InstallError::NotOnnx {
         detail: detail.into(),
         path: path.to_path_buf(),
@@ -469,6 +631,7 @@ fn inspect_graph(path: &Path) -> Result<GraphInfo, InstallError> {
     if graph.node.is_empty() {
         return Err(not_onnx("the graph has no operators"));
     }
+    check_self_contained(graph, 0).map_err(refused)?;
     let weights: std::collections::HashSet<&str> =
         graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let no_input = |detail: String| InstallError::NoImageInput {
@@ -505,8 +668,20 @@ fn inspect_graph(path: &Path) -> Result<GraphInfo, InstallError> {
                 .collect::<Vec<_>>()
         )));
     }
+    let side = |d: i64| {
+        u32::try_from(d)
+            .ok()
+            .filter(|&v| crate::limits::model_side_ok(v))
+            .ok_or_else(|| {
+                refused(format!(
+                    "input side {d} is outside {}–{} px",
+                    crate::limits::MIN_MODEL_SIDE,
+                    crate::limits::MAX_MODEL_SIDE
+                ))
+            })
+    };
     let input_size = match (dims[2], dims[3]) {
-        (Some(h), Some(w)) if h > 0 && w > 0 => Some((w as u32, h as u32)),
+        (Some(h), Some(w)) if h > 0 && w > 0 => Some((side(w)?, side(h)?)),
         _ => None,
     };
     Ok(GraphInfo {
@@ -514,4 +689,163 @@ fn inspect_graph(path: &Path) -> Result<GraphInfo, InstallError> {
         output: output.name.clone(),
         input_size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onnx_protobuf::{
+        GraphProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+        TensorShapeProto, TypeProto, ValueInfoProto, tensor_proto, tensor_shape_proto, type_proto,
+    };
+
+    fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+        let mut shape = TensorShapeProto::new();
+        for &d in dims {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            dim.set_dim_value(d);
+            shape.dim.push(dim);
+        }
+        let mut tensor = type_proto::Tensor::new();
+        tensor.elem_type = 1;
+        tensor.shape = Some(shape).into();
+        let mut ty = TypeProto::new();
+        ty.set_tensor_type(tensor);
+        let mut info = ValueInfoProto::new();
+        info.name = name.into();
+        info.type_ = Some(ty).into();
+        info
+    }
+
+    /// image [1,3,side,side] → Sigmoid → mask, with one weight.
+    fn model(side: i64) -> ModelProto {
+        let mut graph = GraphProto::new();
+        graph.input.push(value("image", &[1, 3, side, side]));
+        graph.output.push(value("mask", &[1, 1, side, side]));
+        let mut weight = TensorProto::new();
+        weight.name = "w".into();
+        weight.data_type = 1;
+        weight.float_data = vec![1.0];
+        graph.initializer.push(weight);
+        let mut node = NodeProto::new();
+        node.op_type = "Sigmoid".into();
+        node.input = vec!["image".into()];
+        node.output = vec!["mask".into()];
+        graph.node.push(node);
+        let mut model = ModelProto::new();
+        let mut opset = OperatorSetIdProto::new();
+        opset.version = 17;
+        model.opset_import.push(opset);
+        model.graph = Some(graph).into();
+        model
+    }
+
+    fn inspect(model: &ModelProto) -> Result<GraphInfo, InstallError> {
+        inspect_graph_bytes(&model.write_to_bytes().unwrap(), Path::new("m.onnx"))
+    }
+
+    #[test]
+    fn a_plain_graph_is_read_with_its_input_size() {
+        let info = inspect(&model(320)).unwrap();
+        assert_eq!(
+            (info.input.as_str(), info.input_size),
+            ("image", Some((320, 320)))
+        );
+    }
+
+    #[test]
+    fn weights_outside_the_file_are_refused() {
+        let mut m = model(320);
+        let weight = &mut m.graph.as_mut().unwrap().initializer[0];
+        weight.float_data.clear();
+        weight.data_location = tensor_proto::DataLocation::EXTERNAL.into();
+        let mut location = StringStringEntryProto::new();
+        location.key = "location".into();
+        location.value = "../../../home/someone/.ssh/id_rsa".into();
+        weight.external_data.push(location);
+        let err = inspect(&m).unwrap_err().to_string();
+        assert!(
+            err.contains("outside the file") && err.ends_with("m.onnx"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn custom_operators_are_refused() {
+        let mut m = model(320);
+        m.graph.as_mut().unwrap().node[0].domain = "com.example.evil".into();
+        let err = inspect(&m).unwrap_err().to_string();
+        assert!(err.contains("custom domain 'com.example.evil'"), "{err}");
+        let mut m = model(320);
+        let mut opset = OperatorSetIdProto::new();
+        opset.domain = "com.example.evil".into();
+        m.opset_import.push(opset);
+        assert!(
+            inspect(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("custom operator domain")
+        );
+    }
+
+    #[test]
+    fn input_sizes_outside_the_limits_are_refused() {
+        for side in [8, 100_000, i64::from(u32::MAX) + 1] {
+            let err = inspect(&model(side)).unwrap_err().to_string();
+            assert!(err.contains("outside 16–4096 px"), "{side}: {err}");
+        }
+    }
+
+    fn custom_entry(sha: &str) -> ModelEntry {
+        let mut entry = ModelCatalog::builtin().get("u2netp").unwrap().clone();
+        entry.id = format!("custom-{}", &sha[..12]);
+        entry.file = format!("custom-{}.onnx", &sha[..12]);
+        entry.source = ModelSource::Imported;
+        entry.checksum = Checksum::Sha256(sha.into());
+        entry
+    }
+
+    /// `custom-models.ron` is a file any program could edit: only entries an
+    /// import could have written count, so *Remove* and *Download* can touch
+    /// nothing else.
+    #[test]
+    fn the_custom_list_keeps_only_what_an_import_writes() {
+        let home = tempfile::tempdir().unwrap();
+        let dirs = AppDirs::under(home.path());
+        fs::create_dir_all(dirs.models_dir()).unwrap();
+        let sha = "ab".repeat(32);
+        let good = custom_entry(&sha);
+        let mut traversal = custom_entry(&"cd".repeat(32));
+        traversal.file = "../../config/settings.ron".into();
+        let mut fetches = custom_entry(&"ef".repeat(32));
+        fetches.source = ModelSource::Url("https://evil.example/x.onnx".into());
+        let mut absolute = custom_entry(&"01".repeat(32));
+        absolute.file = "/etc/passwd".into();
+        let mut huge = custom_entry(&"23".repeat(32));
+        huge.input_size = (100_000, 100_000);
+        let list = vec![good.clone(), traversal, fetches, absolute, huge];
+        fs::write(
+            dirs.models_dir().join(CUSTOM_MODELS_FILE),
+            ron::to_string(&list).unwrap(),
+        )
+        .unwrap();
+        let catalog = profile_catalog(&dirs);
+        let custom: Vec<_> = catalog
+            .models
+            .iter()
+            .filter(|m| m.source == ModelSource::Imported)
+            .collect();
+        assert_eq!(custom, vec![&good]);
+
+        // Even handed a bad entry directly, removal refuses to join its path.
+        let victim = home.path().join("keep.txt");
+        fs::write(&victim, "mine").unwrap();
+        let mut bad = good.clone();
+        bad.file = "../../keep.txt".into();
+        assert!(matches!(
+            remove_model(&bad, &dirs),
+            Err(InstallError::BadFileName { .. })
+        ));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "mine");
+    }
 }

@@ -1,7 +1,6 @@
 //! The consent ledger: every change of the opt-in, appended, never rewritten.
 //! One RON record per line, so a torn last line loses only itself.
 
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -33,7 +32,7 @@ pub fn append(config_dir: &Path, record: &ConsentRecord) -> std::io::Result<()> 
 
 /// Every readable record, oldest first; unreadable lines are skipped.
 pub fn read(config_dir: &Path) -> Vec<ConsentRecord> {
-    fs::read_to_string(ledger_path(config_dir))
+    crate::limits::read_settings_text(&ledger_path(config_dir))
         .map(|text| text.lines().filter_map(|l| ron::from_str(l).ok()).collect())
         .unwrap_or_default()
 }
@@ -52,7 +51,7 @@ mod tests {
         };
         append(dir.path(), &record("2026-11-29T10:00:00Z", true)).unwrap();
         append(dir.path(), &record("2026-11-29T11:00:00Z", false)).unwrap();
-        let mut file = fs::OpenOptions::new()
+        let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(ledger_path(dir.path()))
             .unwrap();

@@ -215,18 +215,26 @@ pub fn load_workspace(store: &RetentionStore) -> Vec<Kept> {
         .collect()
 }
 
-pub fn load_mask(store: &RetentionStore, item: u64) -> Result<GrayImage, String> {
+/// A stored item decoded under the same limits as any image file: the
+/// store is a folder on disk that another program could have written to.
+fn load_image(store: &RetentionStore, item: u64) -> Result<RgbaImage, String> {
     let bytes = store.read(item).map_err(|e| e.to_string())?;
-    image::load_from_memory(&bytes)
-        .map(|i| i.to_luma8())
-        .map_err(|e| format!("a stored mask is damaged ({e})"))
+    let name = std::path::PathBuf::from(format!("stored item {item}"));
+    crate::engine::decode::decode_bytes(&bytes, &name, Default::default())
+        .map(|decoded| decoded.rgba)
+        .map_err(|e| format!("a stored image is damaged ({e})"))
+}
+
+pub fn load_mask(store: &RetentionStore, item: u64) -> Result<GrayImage, String> {
+    let rgba = load_image(store, item)?;
+    let (w, h) = rgba.dimensions();
+    Ok(GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([rgba.get_pixel(x, y)[0]])
+    }))
 }
 
 pub fn load_original(store: &RetentionStore, item: u64) -> Result<RgbaImage, String> {
-    let bytes = store.read(item).map_err(|e| e.to_string())?;
-    image::load_from_memory(&bytes)
-        .map(|i| i.to_rgba8())
-        .map_err(|e| format!("a stored image is damaged ({e})"))
+    load_image(store, item)
 }
 
 /// A path as text, or as its bytes (Unix) / UTF-16 units (Windows) when it

@@ -81,7 +81,7 @@ pub struct SettingsError {
 /// the defaults (opted out), plus a notice when the user should hear of it.
 pub fn load(config_dir: &Path, now: DateTime<Utc>) -> (Settings, Option<LoadNotice>) {
     let path = config_dir.join(SETTINGS_FILE);
-    let text = match fs::read_to_string(&path) {
+    let text = match crate::limits::read_settings_text(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Settings::default(), None),
         Err(e) => {
@@ -110,7 +110,7 @@ pub fn load(config_dir: &Path, now: DateTime<Utc>) -> (Settings, Option<LoadNoti
 /// effects: anything unreadable is "no". See [`consent_on_disk`] for what
 /// background threads ask.
 pub fn opted_in_on_disk(config_dir: &Path) -> bool {
-    fs::read_to_string(config_dir.join(SETTINGS_FILE))
+    crate::limits::read_settings_text(&config_dir.join(SETTINGS_FILE))
         .ok()
         .and_then(|t| ron::from_str::<Settings>(&t).ok())
         .is_some_and(|s| s.schema_version <= SCHEMA_VERSION && s.opted_in)

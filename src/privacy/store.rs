@@ -645,7 +645,7 @@ impl Drop for Unlock<'_> {
 fn read_index(path: &Path) -> Index {
     // An unreadable index loses track of items: start empty, and the next
     // sweep removes the files it no longer knows (never keeps them).
-    fs::read_to_string(path)
+    crate::limits::read_settings_text(path)
         .ok()
         .and_then(|t| ron::from_str(&t).ok())
         .unwrap_or_default()

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -77,7 +76,7 @@ impl ConsentGate {
 pub enum UploadError {
     #[error("the upload address must use https (plain http only to this computer): {0}")]
     Insecure(String),
-    #[error("the upload address is not a valid URL: {0}")]
+    #[error("upload address refused: {0}")]
     BadAddress(String),
     #[error("cannot prepare the upload ({0})")]
     Encode(String),
@@ -90,40 +89,22 @@ pub enum UploadError {
 pub struct Endpoint {
     pub url: String,
     pub loopback: bool,
+    /// The host samples go to, as the Account page shows it.
+    pub host: String,
 }
 
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Self, UploadError> {
-        let uri: ureq::http::Uri = url
-            .parse()
-            .map_err(|_| UploadError::BadAddress(url.to_string()))?;
-        let host = uri
-            .host()
-            .ok_or_else(|| UploadError::BadAddress(url.to_string()))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback =
-            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        match uri.scheme_str() {
-            Some("https") => Ok(Self {
+        use crate::net::{Address, AddressError};
+        match Address::parse(url) {
+            Ok(address) => Ok(Self {
                 url: url.to_string(),
-                loopback,
+                loopback: address.loopback,
+                host: address.host(),
             }),
-            Some("http") if loopback => Ok(Self {
-                url: url.to_string(),
-                loopback,
-            }),
-            Some("http") => Err(UploadError::Insecure(url.to_string())),
-            _ => Err(UploadError::BadAddress(url.to_string())),
+            Err(AddressError::Insecure { url }) => Err(UploadError::Insecure(url)),
+            Err(other) => Err(UploadError::BadAddress(other.to_string())),
         }
-    }
-
-    /// The host samples go to, as the Account page shows it.
-    pub fn host(&self) -> String {
-        self.url
-            .parse::<ureq::http::Uri>()
-            .ok()
-            .and_then(|u| u.host().map(str::to_string))
-            .unwrap_or_else(|| self.url.clone())
     }
 
     /// `BACKGROUNDERASE_UPLOAD_URL`, else the settings, else the default.
@@ -275,7 +256,7 @@ impl Uploader {
         endpoint: Result<Endpoint, String>,
         backoff: Backoff,
         wake: Arc<dyn Fn() + Send + Sync>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let (kick, kicks) = bounded(1);
         let shutdown = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(UploaderState::default()));
@@ -294,14 +275,13 @@ impl Uploader {
         };
         let thread = std::thread::Builder::new()
             .name("uploader".into())
-            .spawn(move || sender.run())
-            .expect("spawn uploader thread");
-        Self {
+            .spawn(move || sender.run())?;
+        Ok(Self {
             kick,
             shutdown,
             state,
             _thread: thread,
-        }
+        })
     }
 
     /// Something was queued or consent changed: look at the queue now.

@@ -91,7 +91,7 @@ impl StoreWriter {
         sweeper: Sweeper,
         queued: Box<dyn Fn() + Send>,
         wake: Arc<dyn Fn() + Send + Sync>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let (jobs, job_rx) = bounded::<StoreJob>(JOB_QUEUE);
         let (report_tx, reports) = bounded::<StoreReport>(REPORT_QUEUE);
         let thread = std::thread::Builder::new()
@@ -168,13 +168,12 @@ impl StoreWriter {
                     let _ = report_tx.try_send(report);
                     wake();
                 }
-            })
-            .expect("spawn store writer");
-        Self {
+            })?;
+        Ok(Self {
             jobs: Some(jobs),
             reports,
             thread: Some(thread),
-        }
+        })
     }
 
     /// Hands a job to the thread without waiting; `false` if it is backed up.

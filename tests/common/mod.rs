@@ -100,31 +100,34 @@ pub fn fresh_profile() -> (tempfile::TempDir, AppDirs) {
     (home, dirs)
 }
 
+/// A float tensor's name and fixed shape, as a graph input or output.
+pub fn onnx_value(name: &str, dims: &[i64]) -> onnx_protobuf::ValueInfoProto {
+    use onnx_protobuf::{TypeProto, ValueInfoProto, tensor_shape_proto, type_proto};
+    let mut shape = onnx_protobuf::TensorShapeProto::new();
+    for &d in dims {
+        let mut dim = tensor_shape_proto::Dimension::new();
+        dim.set_dim_value(d);
+        shape.dim.push(dim);
+    }
+    let mut tensor = type_proto::Tensor::new();
+    tensor.elem_type = 1;
+    tensor.shape = Some(shape).into();
+    let mut kind = TypeProto::new();
+    kind.set_tensor_type(tensor);
+    let mut info = ValueInfoProto::new();
+    info.name = name.into();
+    info.type_ = Some(kind).into();
+    info
+}
+
 /// A 64×64 "model" made here: the channel mean through a sigmoid, so
 /// bright pixels come out opaque. Small and quick, for the custom import.
 pub fn tiny_onnx_model() -> Vec<u8> {
     use onnx_protobuf::{
         AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-        TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_shape_proto,
-        type_proto,
+        attribute_proto,
     };
-    let value = |name: &str, dims: &[i64]| {
-        let mut shape = TensorShapeProto::new();
-        for &d in dims {
-            let mut dim = tensor_shape_proto::Dimension::new();
-            dim.set_dim_value(d);
-            shape.dim.push(dim);
-        }
-        let mut tensor = type_proto::Tensor::new();
-        tensor.elem_type = 1;
-        tensor.shape = Some(shape).into();
-        let mut kind = TypeProto::new();
-        kind.set_tensor_type(tensor);
-        let mut info = ValueInfoProto::new();
-        info.name = name.into();
-        info.type_ = Some(kind).into();
-        info
-    };
+    let value = onnx_value;
     let mut mean = NodeProto::new();
     mean.op_type = "ReduceMean".into();
     mean.input.push("image".into());
