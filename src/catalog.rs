@@ -74,6 +74,17 @@ pub enum ModelSource {
         #[serde(default)]
         tarball_bytes: Option<u64>,
     },
+    /// A file inside a Python wheel on PyPI (a zip at an HTTPS address): the
+    /// wheel is checked against `wheel_sha256` (PyPI's own digest) before the
+    /// `member` is taken out, and the member against the entry's checksum.
+    PypiWheel {
+        url: String,
+        wheel_sha256: String,
+        /// The wheel's size, shown before a download starts.
+        #[serde(default)]
+        wheel_bytes: Option<u64>,
+        member: String,
+    },
     /// A file the user imported that matches no catalog entry.
     Imported,
 }
@@ -86,7 +97,7 @@ impl ModelSource {
     /// the file itself, or the npm package tarball holding it.
     pub fn download_url(&self, npm_registry: &str) -> Option<String> {
         match self {
-            ModelSource::Url(url) => Some(url.clone()),
+            ModelSource::Url(url) | ModelSource::PypiWheel { url, .. } => Some(url.clone()),
             ModelSource::NpmPackage {
                 package, version, ..
             } => {
@@ -106,6 +117,7 @@ impl ModelSource {
         match self {
             ModelSource::Url(_) => model_bytes,
             ModelSource::NpmPackage { tarball_bytes, .. } => *tarball_bytes,
+            ModelSource::PypiWheel { wheel_bytes, .. } => *wheel_bytes,
             ModelSource::Imported => None,
         }
     }
@@ -263,6 +275,10 @@ pub fn how_to_get(entry: &ModelEntry, models_dir: &Path) -> String {
             entry.checksum,
             models_dir.join(&entry.file).display()
         ),
+        ModelSource::PypiWheel { .. } => format!(
+            "download it in the app's Models page or with `backgrounderase models download {}`",
+            entry.id
+        ),
         ModelSource::Imported => format!(
             "import its file again in the app's Models page (expected {}, {})",
             entry.checksum,
@@ -293,10 +309,20 @@ mod tests {
                 Checksum::Md5(hex) => assert_eq!(hex.len(), 32, "{id}"),
                 Checksum::Sha512(hex) => assert_eq!(hex.len(), 128, "{id}"),
             }
-            if let ModelSource::Url(url) = &entry.source {
+            if let Some(url) = entry.source.download_url(DEFAULT_NPM_REGISTRY) {
                 assert!(url.starts_with("https://"), "{id}: {url}");
             }
         }
+        // The preview model comes from a registry (PyPI), not from GitHub.
+        let preview = catalog.get("u2netp").unwrap();
+        assert!(matches!(
+            &preview.source,
+            ModelSource::PypiWheel { member, .. } if member == "rembg/u2netp.onnx"
+        ));
+        assert_eq!(
+            preview.source.host(DEFAULT_NPM_REGISTRY).as_deref(),
+            Some("files.pythonhosted.org")
+        );
         assert_eq!(catalog.default_entry().id, "isnet-imgly-medium");
     }
 

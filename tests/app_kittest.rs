@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backgrounderase::app::{AppStart, Background, DesktopApp, EngineStatus, Status};
+use backgrounderase::app::{AppStart, Background, DesktopApp, DialogKind, EngineStatus, Status};
 use backgrounderase::engine::encode::OutputFormat;
 use backgrounderase::paths::AppDirs;
 use backgrounderase::privacy::schedule::{Cleanup, Scheduler};
@@ -242,6 +242,65 @@ fn focused(harness: &Harness<'_, DesktopApp>) -> Option<String> {
         .map(|n| n.accesskit_node().label().unwrap_or_default())
 }
 
+/// The instant preview, switched on in the inspector: U²-Net portable's
+/// quick cut-out is on the canvas, marked as a preview, before ISNet's result
+/// replaces it; the brush does not paint on it, and the preview is never what
+/// is exported.
+#[test]
+fn the_instant_preview_comes_first_then_the_full_result_replaces_it() {
+    use backgrounderase::app::{PREVIEW_LABEL, PREVIEW_MARK};
+    let (_home, mut harness) = app_harness();
+    harness.get_by_label(PREVIEW_LABEL).click();
+    harness.run_steps(2);
+    harness
+        .state_mut()
+        .open_paths(vec![common::fixture("photos/chelsea.jpg")]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut preview_shown = false;
+    loop {
+        let item = &harness.state().workspace.items[0];
+        if item.status == Status::Done {
+            break;
+        }
+        if item.provisional {
+            assert!(item.mask.is_none(), "a preview is not an exportable result");
+            assert!(item.preview_mask.is_some());
+            if !preview_shown {
+                harness.step();
+                harness.get_by_label(PREVIEW_MARK);
+                preview_shown = true;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the result"
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(preview_shown, "the preview came before the full result");
+    harness.step();
+    let item = &harness.state().workspace.items[0];
+    assert!(!item.provisional);
+    assert!(harness.query_by_label(PREVIEW_MARK).is_none());
+    // The full model's mask, at full size.
+    let mask = item.mask.as_ref().expect("the full result");
+    assert_eq!(mask.dimensions(), (451, 300));
+}
+
+/// Without the preview model the switch is off and offers its download.
+#[test]
+fn the_instant_preview_offers_its_model_when_missing() {
+    use backgrounderase::app::PREVIEW_LABEL;
+    let (_home, dirs) = fresh_profile();
+    std::fs::remove_file(dirs.models_dir().join("u2netp.onnx")).unwrap();
+    let mut harness = harness_for(&dirs);
+    harness.run_steps(2);
+    let switch = harness.get_by_label(PREVIEW_LABEL);
+    assert!(switch.accesskit_node().is_disabled());
+    harness.get_by_label_contains("Get the preview model (4.2 MB)");
+}
+
 /// Keyboard alone: images, zoom, the before/after divider, the brush, the
 /// pages, and on the Account page the consent switch as the first control
 /// Tab reaches after the page tabs, toggled with Space.
@@ -250,19 +309,34 @@ fn the_keyboard_reaches_images_zoom_compare_brush_pages_and_the_consent_switch()
     use backgrounderase::app::{CONSENT_LABEL, Page};
     use backgrounderase::engine::refine::BrushMode;
     use egui::{Key, Modifiers};
-    let (_home, mut harness) = app_harness();
-    harness.state_mut().open_paths(vec![
-        common::fixture("photos/chelsea.jpg"),
-        common::fixture("photos/coffee.jpg"),
-    ]);
-    step_until(&mut harness, "both results", |app| {
-        app.workspace.items.iter().all(|i| i.status == Status::Done)
+    let (home, mut harness) = app_harness();
+    let exported = home.path().join("keyboard-export.png");
+    // The file dialogs answer as a user would: the two photos to open, then
+    // where to save.
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    harness.state_mut().answer_dialogs_with({
+        let (asked, exported) = (asked.clone(), exported.clone());
+        Arc::new(move |request| {
+            asked.lock().unwrap().push(format!("{:?}", request.kind));
+            Some(match request.kind {
+                DialogKind::PickFiles => vec![
+                    common::fixture("photos/chelsea.jpg"),
+                    common::fixture("photos/coffee.jpg"),
+                ],
+                _ => vec![exported.clone()],
+            })
+        })
     });
     let press = |harness: &mut Harness<'_, DesktopApp>, modifiers: Modifiers, key: Key| {
         harness.key_press_modifiers(modifiers, key);
         harness.run_steps(2);
     };
     let cmd = Modifiers::COMMAND;
+    press(&mut harness, cmd, Key::O);
+    step_until(&mut harness, "both results", |app| {
+        app.workspace.items.len() == 2
+            && app.workspace.items.iter().all(|i| i.status == Status::Done)
+    });
     harness.state_mut().workspace.selected = Some(0);
     press(&mut harness, cmd, Key::ArrowDown);
     assert_eq!(harness.state().workspace.selected, Some(1));
@@ -287,6 +361,24 @@ fn the_keyboard_reaches_images_zoom_compare_brush_pages_and_the_consent_switch()
     press(&mut harness, Modifiers::NONE, Key::B);
     assert_eq!(harness.state().view.brush.mode, None);
 
+    // Export the selected image with Ctrl+S: the save dialog is asked for
+    // with the image's name, and the cut-out lands where it answered.
+    press(&mut harness, cmd, Key::S);
+    step_until(&mut harness, "the export", |_| exported.exists());
+    let png = image::open(&exported).expect("an image").to_rgba8();
+    assert_eq!(png.dimensions(), (451, 300));
+    assert!(
+        png.pixels().any(|p| p[3] == 0),
+        "the background is transparent"
+    );
+    assert_eq!(
+        asked.lock().unwrap().as_slice(),
+        [
+            "PickFiles".to_owned(),
+            r#"Save { file_name: "chelsea.png" }"#.to_owned()
+        ]
+    );
+
     press(&mut harness, Modifiers::ALT, Key::Num2);
     assert_eq!(harness.state().page, Page::Batch);
     press(&mut harness, Modifiers::ALT, Key::Num4);
@@ -294,7 +386,7 @@ fn the_keyboard_reaches_images_zoom_compare_brush_pages_and_the_consent_switch()
 
     // Tab from the top: past the four page tabs, the switch comes first.
     let mut passed = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..10 {
         press(&mut harness, Modifiers::NONE, Key::Tab);
         match focused(&harness) {
             Some(name) if name == CONSENT_LABEL => break,
@@ -308,7 +400,9 @@ fn the_keyboard_reaches_images_zoom_compare_brush_pages_and_the_consent_switch()
     );
     for name in &passed {
         assert!(
-            ["Workspace", "Batch", "Models", "Account"].contains(&name.as_str()),
+            // The page tabs, and the window's notices (the export's "saved"
+            // notice here) with their dismiss buttons, sit above every page.
+            ["Workspace", "Batch", "Models", "Account", "×"].contains(&name.as_str()),
             "{name} is reached before the consent switch"
         );
     }
@@ -992,7 +1086,10 @@ fn first_run_gets_the_default_model_in_one_click_and_removes_a_background() {
 #[test]
 fn models_page_lists_licences_and_adds_a_confirmed_custom_model() {
     use backgrounderase::app::Page;
-    let (_home, mut harness) = app_harness();
+    // Without the preview model, which the Models page then offers.
+    let (_home, dirs) = fresh_profile();
+    std::fs::remove_file(dirs.models_dir().join("u2netp.onnx")).unwrap();
+    let mut harness = harness_for(&dirs);
     harness.get_by_label("Models").click();
     harness.run_steps(2);
     assert_eq!(harness.state().page, Page::Models);
@@ -1001,7 +1098,7 @@ fn models_page_lists_licences_and_adds_a_confirmed_custom_model() {
     harness.get_by_label("Licence: MIT");
     // Bundled-or-set-up models say where they are; others offer a download.
     assert!(harness.get_all_by_label_contains("Installed").count() >= 2);
-    harness.get_by_label("Download (4.6 MB)");
+    harness.get_by_label("Download (4.2 MB)");
 
     // A file outside the catalog waits for the user's confirmation.
     let dir = tempfile::tempdir().unwrap();

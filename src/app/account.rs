@@ -281,3 +281,33 @@ fn uploads_ui(ui: &mut egui::Ui, privacy: &Privacy, state: UploaderState) {
         }
     }
 }
+
+/// Light, dark, or as the system is set (the default).
+pub fn appearance_ui(ui: &mut egui::Ui) {
+    use egui::ThemePreference;
+    ui.heading("Appearance");
+    let mut preference = ui.options(|o| o.theme_preference);
+    let before = preference;
+    ui.horizontal(|ui| {
+        ui.label("Theme");
+        for (choice, name, hint) in [
+            (
+                ThemePreference::System,
+                "System",
+                "Light or dark as the system is set",
+            ),
+            (ThemePreference::Light, "Light", "Always light"),
+            (ThemePreference::Dark, "Dark", "Always dark"),
+        ] {
+            ui.selectable_value(&mut preference, choice, name)
+                .on_hover_text(hint);
+        }
+    });
+    if preference != before {
+        ui.ctx().set_theme(preference);
+    }
+    ui.weak(format!(
+        "Sizes follow the display's scale ({:.0} %).",
+        ui.ctx().pixels_per_point() * 100.0
+    ));
+}

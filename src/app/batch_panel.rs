@@ -270,7 +270,7 @@ impl BatchPanel {
         }
         let Some(plan) = &run.plan else {
             ui.horizontal(|ui| {
-                ui.spinner();
+                super::busy::busy_mark(ui, "loading");
                 ui.label("Loading the model and reading the folder…");
             });
             return None;

@@ -133,6 +133,9 @@ pub struct CanvasView {
 }
 
 /// Zoom limits, in screen points per image pixel.
+/// Beside the image name while the preview model's cut-out is shown.
+pub const PREVIEW_MARK: &str = "preview · full result coming";
+
 const MAX_ZOOM: f32 = 32.0;
 const MIN_ZOOM: f32 = 0.05;
 
@@ -210,8 +213,16 @@ impl CanvasView {
                     ui.weak("waiting…");
                 }
                 Status::Removing => {
-                    ui.spinner();
-                    ui.weak("removing background…");
+                    super::busy::busy_mark(ui, "removing background");
+                    if item.provisional {
+                        ui.label(egui::RichText::new(PREVIEW_MARK).strong())
+                            .on_hover_text(
+                                "A quick cut-out from U²-Net portable; the full model's result \
+                                 replaces it in a moment",
+                            );
+                    } else {
+                        ui.weak("removing background…");
+                    }
                 }
                 Status::Failed(reason) => {
                     // Truncated: a long reason must not widen the toolbar and
@@ -226,7 +237,7 @@ impl CanvasView {
                 Status::Done | Status::Cancelled => {}
             }
             if item.preview_pending {
-                ui.spinner();
+                super::busy::busy_mark(ui, "updating preview");
                 ui.weak("updating preview…");
             }
         });
@@ -248,7 +259,7 @@ impl CanvasView {
                 if let Status::Failed(reason) = &item.status {
                     ui.colored_label(ui.visuals().error_fg_color, reason);
                 } else {
-                    ui.spinner();
+                    super::busy::busy_mark(ui, "decoding");
                 }
             });
             return event;
@@ -416,6 +427,10 @@ impl CanvasView {
         let (Some(mode), Some(scale)) = (self.brush.mode, item.preview_scale()) else {
             return CanvasEvent::None;
         };
+        if item.provisional {
+            // Strokes go on the full model's mask, not on the preview.
+            return CanvasEvent::None;
+        }
         let to_image = |p: Pos2| {
             let preview = (p - image_rect.min) / image_rect.size() * preview_size;
             [preview.x / scale, preview.y / scale]

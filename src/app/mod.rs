@@ -5,7 +5,9 @@
 
 mod account;
 mod batch_panel;
+mod busy;
 mod canvas;
+mod dialogs;
 mod editor;
 mod frame_probe;
 mod gpu_canvas;
@@ -15,6 +17,7 @@ mod workspace;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -38,10 +41,12 @@ use crate::privacy::schedule::Cleanup;
 use crate::privacy::store::SystemClock;
 use crate::privacy::uploads::{Backoff, Uploader};
 use crate::privacy::writer::{StoreJob, StoreReport, StoreWriter};
-use crate::worker::{Event, ImageId, ImageSource, KnownMask, Worker, WorkerConfig};
+use crate::worker::{Event, ImageId, ImageSource, KnownMask, PREVIEW_MODEL, Worker, WorkerConfig};
 pub use account::{CONSENT_LABEL, CONSENT_OFF_WORDS, CONSENT_ON_WORDS, NOT_SAVED_RETRY};
 pub use batch_panel::{BatchPanel, BatchRun, FileState};
-pub use canvas::{Background, BackgroundAction, CanvasEvent, CanvasView};
+pub use canvas::{Background, BackgroundAction, CanvasEvent, CanvasView, PREVIEW_MARK};
+pub use dialogs::{Answerer, DialogKind, DialogPurpose, DialogRequest};
+use dialogs::{DialogAnswer, Dialogs};
 pub use editor::{BrushTool, EditAction};
 pub use models_page::{FIRST_RUN_BUTTON, ModelsAction};
 pub use workspace::{Item, Status, Workspace};
@@ -103,6 +108,14 @@ pub enum Page {
 /// sweep with nothing to delete reads the index and writes nothing), and
 /// short, so that a clock that jumps while the app runs is acted on soon.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether new profiles show the preview model's quick cut-out first. Off:
+/// measured by `scripts/bench-first-minute`, it costs the full result more
+/// than the 10 % allowed (see the README's first-minute figures).
+const PREVIEW_BY_DEFAULT: bool = false;
+
+/// The inspector's switch for the preview model's quick cut-out.
+pub const PREVIEW_LABEL: &str = "Instant preview";
 
 /// What the app starts with.
 pub struct AppStart {
@@ -174,7 +187,12 @@ pub struct DesktopApp {
     tasks_rx: Receiver<TaskResult>,
     /// A copy is being rendered (one at a time).
     pub copying: bool,
+    /// Show the preview model's quick cut-out while the full model runs
+    /// (shared with the worker).
+    preview: Arc<AtomicBool>,
     next_picture_key: u64,
+    /// The open file dialog, if any (its answer arrives on a later frame).
+    dialogs: Dialogs,
     ctx: egui::Context,
     frame_probe: Option<frame_probe::FrameProbe>,
     timeline: Option<timeline::Timeline>,
@@ -301,7 +319,15 @@ impl DesktopApp {
             Arc::new(move || wake_ctx.request_repaint()),
         );
         let model = model.unwrap_or_else(|| model_manager.catalog().default_model.clone());
-        let worker = spawn_worker(ctx, &dirs, &model, &mut notices);
+        // BACKGROUNDERASE_PREVIEW=1/0 sets it for a run (the benchmark's
+        // two modes); the inspector's switch changes it while running.
+        let preview_on = match std::env::var("BACKGROUNDERASE_PREVIEW").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => PREVIEW_BY_DEFAULT,
+        };
+        let preview = Arc::new(AtomicBool::new(preview_on));
+        let worker = spawn_worker(ctx, &dirs, &model, &preview, &mut notices);
         let (handoff, instance) = match instance {
             Some(first) => {
                 let wake_ctx = ctx.clone();
@@ -339,7 +365,12 @@ impl DesktopApp {
             tasks_tx,
             tasks_rx,
             copying: false,
+            preview,
             next_picture_key: 1,
+            dialogs: Dialogs::new({
+                let wake_ctx = ctx.clone();
+                Arc::new(move || wake_ctx.request_repaint())
+            }),
             ctx: ctx.clone(),
             frame_probe: frame_probe::FrameProbe::from_env(),
             timeline: timeline::Timeline::from_env(),
@@ -394,14 +425,14 @@ impl DesktopApp {
     fn batch_page(&mut self, ui: &mut egui::Ui) {
         match self.batch.ui(ui) {
             batch_panel::BatchAction::None => {}
-            batch_panel::BatchAction::ChooseInput => match rfd::FileDialog::new().pick_folder() {
-                Some(folder) => self.batch.input = Some(folder),
-                None => self.dialog_unavailable_hint(),
-            },
-            batch_panel::BatchAction::ChooseOutput => match rfd::FileDialog::new().pick_folder() {
-                Some(folder) => self.batch.output = Some(folder),
-                None => self.dialog_unavailable_hint(),
-            },
+            batch_panel::BatchAction::ChooseInput => self.ask(DialogRequest::new(
+                DialogPurpose::BatchInput,
+                DialogKind::PickFolder,
+            )),
+            batch_panel::BatchAction::ChooseOutput => self.ask(DialogRequest::new(
+                DialogPurpose::BatchOutput,
+                DialogKind::PickFolder,
+            )),
             batch_panel::BatchAction::Start => self.start_batch(),
             batch_panel::BatchAction::CopyReport(csv) => {
                 let result = arboard::Clipboard::new().and_then(|mut c| c.set_text(csv));
@@ -416,22 +447,15 @@ impl DesktopApp {
                     },
                 });
             }
-            batch_panel::BatchAction::SaveReport(csv) => {
-                let dialog = rfd::FileDialog::new()
-                    .set_file_name("failures.csv")
-                    .add_filter("CSV", &["csv"]);
-                match dialog.save_file() {
-                    Some(path) => {
-                        if let Err(e) = write_atomically(&path, csv.as_bytes()) {
-                            self.notices.push(Notice {
-                                text: e.to_string(),
-                                is_error: true,
-                            });
-                        }
-                    }
-                    None => self.dialog_unavailable_hint(),
-                }
-            }
+            batch_panel::BatchAction::SaveReport(csv) => self.ask(
+                DialogRequest::new(
+                    DialogPurpose::SaveReport(csv),
+                    DialogKind::Save {
+                        file_name: "failures.csv".into(),
+                    },
+                )
+                .filter("CSV", &["csv"]),
+            ),
             batch_panel::BatchAction::OpenOutput(folder) => {
                 if let Err(e) = batch_panel::open_folder(&folder) {
                     self.notices.push(Notice {
@@ -596,7 +620,13 @@ impl DesktopApp {
     /// A new worker for the current model (after a switch, or once the
     /// missing model was installed); open images are processed again.
     fn reload_engine(&mut self) {
-        let worker = spawn_worker(&self.ctx, &self.dirs, &self.model, &mut self.notices);
+        let worker = spawn_worker(
+            &self.ctx,
+            &self.dirs,
+            &self.model,
+            &self.preview,
+            &mut self.notices,
+        );
         let old = std::mem::replace(&mut self.worker, worker);
         // Dropping waits for a running inference: not on the UI thread.
         std::thread::spawn(move || drop(old));
@@ -614,6 +644,7 @@ impl DesktopApp {
             };
             item.mask = None;
             item.preview_mask = None;
+            item.provisional = false;
             item.textures = None;
             item.edited_preview_mask = None;
             item.finished_preview = None;
@@ -690,13 +721,10 @@ impl DesktopApp {
                     is_error: true,
                 }),
             },
-            ModelsAction::Import => match rfd::FileDialog::new()
-                .add_filter("ONNX models", &["onnx"])
-                .pick_file()
-            {
-                Some(path) => self.import_model(path),
-                None => self.dialog_unavailable_hint(),
-            },
+            ModelsAction::Import => self.ask(
+                DialogRequest::new(DialogPurpose::ImportModel, DialogKind::PickFile)
+                    .filter("ONNX models", &["onnx"]),
+            ),
             ModelsAction::ConfirmCustom => {
                 let form = self.custom_form.clone();
                 self.model_manager.confirm_custom(&form.name, form.preset);
@@ -785,6 +813,12 @@ impl DesktopApp {
                 }
                 Event::Decoded { id, image, preview } => self.workspace.decoded(id, image, preview),
                 Event::Started { id } => self.workspace.set_status(id, Status::Removing),
+                Event::Preview { id, preview_mask } => {
+                    if let Some(t) = &self.timeline {
+                        t.mark("preview");
+                    }
+                    self.workspace.provisional(id, preview_mask);
+                }
                 Event::Finished {
                     id,
                     mask,
@@ -866,6 +900,9 @@ impl DesktopApp {
                     is_error: true,
                 }),
             }
+        }
+        if let Some(answer) = self.dialogs.poll() {
+            self.apply_dialog_answer(answer);
         }
         for result in self.tasks_rx.try_iter().collect::<Vec<_>>() {
             match result {
@@ -981,22 +1018,62 @@ impl DesktopApp {
         let stem = Path::new(&item.name)
             .file_stem()
             .map_or("cutout".into(), |s| s.to_string_lossy().into_owned());
-        let dialog = rfd::FileDialog::new()
-            .set_file_name(format!("{stem}.{}", self.format.extension()))
-            .add_filter(self.format.to_string(), &[self.format.extension()]);
-        match dialog.save_file() {
-            Some(path) => self.export_selected_to(path),
-            None => self.dialog_unavailable_hint(),
-        }
+        let file_name = format!("{stem}.{}", self.format.extension());
+        self.ask(
+            DialogRequest::new(DialogPurpose::Export, DialogKind::Save { file_name })
+                .filter(self.format.to_string(), &[self.format.extension()]),
+        );
     }
 
     fn open_dialog(&mut self) {
-        match rfd::FileDialog::new()
-            .add_filter("Images", IMAGE_EXTENSIONS)
-            .pick_files()
-        {
-            Some(paths) => self.open_paths(paths),
-            None => self.dialog_unavailable_hint(),
+        self.ask(
+            DialogRequest::new(DialogPurpose::OpenImages, DialogKind::PickFiles)
+                .filter("Images", IMAGE_EXTENSIONS),
+        );
+    }
+
+    /// Shows a file dialog; its answer comes back to `apply_dialog_answer`.
+    fn ask(&mut self, request: DialogRequest) {
+        if !self.dialogs.request(request) {
+            let text = "A file dialog is already open.";
+            if !self.notices.iter().any(|n| n.text == text) {
+                self.notices.push(Notice {
+                    text: text.into(),
+                    is_error: false,
+                });
+            }
+        }
+    }
+
+    /// File dialogs are answered by `answerer` instead of being shown (tests).
+    pub fn answer_dialogs_with(&mut self, answerer: Answerer) {
+        self.dialogs.answer_with(answerer);
+    }
+
+    fn apply_dialog_answer(&mut self, answer: DialogAnswer) {
+        let Some(mut paths) = answer.paths.filter(|p| !p.is_empty()) else {
+            self.dialog_unavailable_hint();
+            return;
+        };
+        let first = paths.swap_remove(0);
+        match answer.purpose {
+            DialogPurpose::OpenImages => {
+                paths.insert(0, first);
+                self.open_paths(paths);
+            }
+            DialogPurpose::Export => self.export_selected_to(first),
+            DialogPurpose::BackgroundPicture => self.set_background_picture(first),
+            DialogPurpose::BatchInput => self.batch.input = Some(first),
+            DialogPurpose::BatchOutput => self.batch.output = Some(first),
+            DialogPurpose::SaveReport(csv) => {
+                if let Err(e) = write_atomically(&first, csv.as_bytes()) {
+                    self.notices.push(Notice {
+                        text: e.to_string(),
+                        is_error: true,
+                    });
+                }
+            }
+            DialogPurpose::ImportModel => self.import_model(first),
         }
     }
 
@@ -1296,7 +1373,7 @@ impl DesktopApp {
         ui.horizontal(|ui| {
             match &self.engine {
                 EngineStatus::Loading => {
-                    ui.spinner();
+                    busy::busy_mark(ui, "loading the model");
                     ui.label("Loading model…");
                 }
                 EngineStatus::Ready { model, provider } => {
@@ -1352,18 +1429,16 @@ impl DesktopApp {
         if ui.button("Manage models…").clicked() {
             self.page = Page::Models;
         }
+        self.preview_choice(ui);
         ui.add_space(12.0);
         ui.heading("Result");
         ui.add_space(4.0);
         ui.label("Background");
         if self.view.background.ui(ui) == BackgroundAction::ChoosePicture {
-            match rfd::FileDialog::new()
-                .add_filter("Images", IMAGE_EXTENSIONS)
-                .pick_file()
-            {
-                Some(path) => self.set_background_picture(path),
-                None => self.dialog_unavailable_hint(),
-            }
+            self.ask(
+                DialogRequest::new(DialogPurpose::BackgroundPicture, DialogKind::PickFile)
+                    .filter("Images", IMAGE_EXTENSIONS),
+            );
         }
         ui.add_space(8.0);
         let (can_undo, can_redo) = self.workspace.selected().map_or((false, false), |i| {
@@ -1417,6 +1492,46 @@ impl DesktopApp {
         });
     }
 
+    /// The instant preview: on or off, or one click to get its model.
+    fn preview_choice(&mut self, ui: &mut egui::Ui) {
+        if self.model == PREVIEW_MODEL {
+            return;
+        }
+        let installed = self.model_manager.is_installed(PREVIEW_MODEL);
+        let mut on = self.preview.load(Ordering::Relaxed);
+        let response = ui
+            .add_enabled(installed, egui::Checkbox::new(&mut on, PREVIEW_LABEL))
+            .on_hover_text(
+                "Shows a quick cut-out from U²-Net portable while the full model runs; \
+                 the full result then takes a little longer",
+            );
+        if response.changed() {
+            self.preview.store(on, Ordering::Relaxed);
+        }
+        let row = self
+            .model_manager
+            .rows()
+            .iter()
+            .find(|r| r.id == PREVIEW_MODEL);
+        if let Some(row) = row.filter(|_| !installed) {
+            use crate::models::manager::{RowDownload, human_bytes};
+            let downloading = matches!(row.download, RowDownload::Running { .. });
+            let size = match &row.download {
+                RowDownload::Available {
+                    bytes: Some(bytes), ..
+                } => format!(" ({})", human_bytes(*bytes)),
+                _ => String::new(),
+            };
+            let get = ui.add_enabled(
+                !downloading,
+                egui::Button::new(format!("Get the preview model{size}")).small(),
+            );
+            if get.clicked() {
+                self.models_action(ModelsAction::Download(PREVIEW_MODEL.into()));
+            }
+        }
+    }
+
     fn notices_ui(&mut self, ui: &mut egui::Ui) {
         let mut dismiss = None;
         for (i, notice) in self.notices.iter().enumerate() {
@@ -1440,6 +1555,14 @@ impl DesktopApp {
 
 impl DesktopApp {
     fn account_page(&mut self, ui: &mut egui::Ui) {
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            self.privacy_section(ui);
+            ui.add_space(16.0);
+            account::appearance_ui(ui);
+        });
+    }
+
+    fn privacy_section(&mut self, ui: &mut egui::Ui) {
         let Some(privacy) = self.privacy.as_mut() else {
             ui.label("Local data cannot be managed on this computer; nothing is kept.");
             return;
@@ -1623,6 +1746,7 @@ fn spawn_worker(
     ctx: &egui::Context,
     dirs: &AppDirs,
     model: &str,
+    preview: &Arc<AtomicBool>,
     notices: &mut Vec<Notice>,
 ) -> Worker {
     let wake_ctx = ctx.clone();
@@ -1642,6 +1766,7 @@ fn spawn_worker(
                 ..SessionOptions::default()
             },
             limits: DecodeLimits::default(),
+            preview: preview.clone(),
         },
         Arc::new(move || wake_ctx.request_repaint()),
     );

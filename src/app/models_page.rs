@@ -68,7 +68,7 @@ pub fn models_ui(
             action = ModelsAction::Import;
         }
         if manager.importing {
-            ui.spinner();
+            super::busy::busy_mark(ui, "checking the file");
             ui.label("checking the file…");
         }
     });

