@@ -215,23 +215,7 @@ pub fn download_model(
             let lock = file_lock(&tarball);
             let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
             let expected = Checksum::Sha512(sha512.clone());
-            let cached_ok = tarball.is_file() && {
-                let mut hasher = Hasher::for_checksum(&expected);
-                digest::hash_file(&tarball, &mut hasher).is_ok()
-                    && hasher.verify(&expected, &tarball).is_ok()
-            };
-            if !cached_ok {
-                download::download(
-                    &Download {
-                        url: &url,
-                        target: &tarball,
-                        expected: &expected,
-                        expected_size: *tarball_bytes,
-                    },
-                    progress,
-                    cancel,
-                )?;
-            }
+            cached_or_downloaded(&url, &tarball, &expected, *tarball_bytes, progress, cancel)?;
             let bytes = crate::setup::assemble_npm_resource(&tarball, resource)?;
             digest::verify(&bytes, &entry.checksum, &target)?;
             crate::setup::write_file(&target, &bytes)?;
@@ -248,24 +232,7 @@ pub fn download_model(
             let lock = file_lock(&wheel);
             let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
             let expected = Checksum::Sha256(wheel_sha256.clone());
-            let cached_ok = wheel.is_file() && {
-                let mut hasher = Hasher::for_checksum(&expected);
-                digest::hash_file(&wheel, &mut hasher).is_ok()
-                    && hasher.verify(&expected, &wheel).is_ok()
-            };
-            if !cached_ok {
-                fs::create_dir_all(&downloads).map_err(io_err("create folder", &downloads))?;
-                download::download(
-                    &Download {
-                        url: &url,
-                        target: &wheel,
-                        expected: &expected,
-                        expected_size: *wheel_bytes,
-                    },
-                    progress,
-                    cancel,
-                )?;
-            }
+            cached_or_downloaded(&url, &wheel, &expected, *wheel_bytes, progress, cancel)?;
             let bytes = zip_member(&wheel, member)?;
             digest::verify(&bytes, &entry.checksum, &target)?;
             crate::setup::write_file(&target, &bytes)?;
@@ -275,6 +242,38 @@ pub fn download_model(
             id: entry.id.clone(),
         }),
     }
+}
+
+/// `archive` as it is when it matches `expected`, else downloaded from `url`
+/// (and checked) in its place. The caller holds the file's lock.
+fn cached_or_downloaded(
+    url: &str,
+    archive: &Path,
+    expected: &Checksum,
+    expected_size: Option<u64>,
+    progress: &mut dyn FnMut(Progress),
+    cancel: &AtomicBool,
+) -> Result<(), InstallError> {
+    let cached_ok = archive.is_file() && {
+        let mut hasher = Hasher::for_checksum(expected);
+        digest::hash_file(archive, &mut hasher).is_ok() && hasher.verify(expected, archive).is_ok()
+    };
+    if !cached_ok {
+        if let Some(folder) = archive.parent() {
+            fs::create_dir_all(folder).map_err(io_err("create folder", folder))?;
+        }
+        download::download(
+            &Download {
+                url,
+                target: archive,
+                expected,
+                expected_size,
+            },
+            progress,
+            cancel,
+        )?;
+    }
+    Ok(())
 }
 
 /// The wheel's name from its address, kept to plain characters: it names a
