@@ -437,6 +437,10 @@ fn a_sample_queued_as_consent_is_withdrawn_never_survives_to_a_later_opt_in() {
             privacy.consent_on_disk(),
         );
         let (image, mask) = (image.clone(), mask.clone());
+        // Counts samples queued so far: the withdrawal waits for the first one, so the race
+        // happens on a slow machine too (a fixed sleep let a slow first write miss it).
+        let queued_so_far = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = queued_so_far.clone();
         let writer = std::thread::spawn(move || {
             let sample = TrainingSample {
                 original: &image,
@@ -450,6 +454,7 @@ fn a_sample_queued_as_consent_is_withdrawn_never_survives_to_a_later_opt_in() {
                     .is_some()
                 {
                     queued += 1;
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
             }
             // A few more tries after the withdrawal is visible.
@@ -462,7 +467,16 @@ fn a_sample_queued_as_consent_is_withdrawn_never_survives_to_a_later_opt_in() {
             }
             queued
         });
-        std::thread::sleep(Duration::from_millis(5 + round));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while queued_so_far.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: nothing queued"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // A different phase each round: the withdrawal lands at varying points of a write.
+        std::thread::sleep(Duration::from_micros(300 * round));
         privacy.set_opted_in(false).unwrap();
         let queued = writer.join().unwrap();
         assert!(queued > 0, "round {round}: the race did not happen");
