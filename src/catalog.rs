@@ -39,21 +39,7 @@ pub struct ModelEntry {
     /// Graph output fetched; `None` uses the graph's first output.
     pub output: Option<String>,
     pub normalization: Normalization,
-    /// How the photo is brought to `input_size`.
-    #[serde(default)]
-    pub resize: InputResize,
     pub postprocess: PostProcess,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum InputResize {
-    /// Antialiased bilinear convolution (pixel centres aligned).
-    #[default]
-    Bilinear,
-    /// IMG.LY's `tensorResizeBilinear`: samples at `x × scale` (top-left
-    /// aligned), no antialiasing, rounded to 8 bits. Their weights are used
-    /// with it, and it reproduces their masks exactly.
-    ImglyBilinear,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

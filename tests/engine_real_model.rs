@@ -126,12 +126,12 @@ fn resize_premultiplied(src: &RgbaImage, w: u32, h: u32) -> RgbaImage {
 }
 
 #[test]
-fn preprocessing_matches_imgly_reference_within_one_level() {
+fn the_model_output_matches_the_python_reference() {
     let photo = decode_file(&fixture("photos/chelsea.jpg"), DecodeLimits::default()).unwrap();
     let output = engine().infer(&photo.rgba).unwrap();
     assert_eq!((output.width, output.height), (1024, 1024));
     let ours = to_alpha(&output.data, backgrounderase::catalog::PostProcess::None);
-    let golden = image::open(fixture("golden-chelsea-imgly-1024.png"))
+    let golden = image::open(fixture("golden-chelsea-1024.png"))
         .unwrap()
         .to_luma16();
     assert_eq!(golden.dimensions(), (1024, 1024));
@@ -142,7 +142,34 @@ fn preprocessing_matches_imgly_reference_within_one_level() {
         .sum::<f64>()
         / ours.len() as f64;
     println!("golden mean absolute error: {:.3}/255", mae * 255.0);
-    assert!(mae <= 1.0 / 255.0, "MAE {:.3}/255", mae * 255.0);
+    // Measured 0.94/255 (decoders and resizers differ by a level here and there); the
+    // same reference made with bilinear instead of Lanczos sits 3.13/255 away.
+    assert!(mae <= 1.5 / 255.0, "MAE {:.3}/255", mae * 255.0);
+}
+
+#[test]
+fn the_full_resolution_mask_stays_close_to_the_plain_reference_loop() {
+    // The loop (Pillow bilinear down to 1024², bilinear back up) that the outside check
+    // compared against: ours differs only in its filters (Lanczos down, Catmull-Rom up),
+    // so the masks agree closely (measured: IoU 0.9885, MAE 2.51/255).
+    let photo = decode_file(&fixture("photos/chelsea.jpg"), DecodeLimits::default()).unwrap();
+    let ours = engine().mask(&photo.rgba).unwrap();
+    let reference = image::open(fixture("loop-chelsea-mask.png"))
+        .unwrap()
+        .to_luma8();
+    assert_eq!(ours.dimensions(), reference.dimensions());
+    let score = iou(&ours, &reference, 0.5);
+    let mae = ours
+        .pixels()
+        .zip(reference.pixels())
+        .map(|(a, b)| f64::from(a[0].abs_diff(b[0])))
+        .sum::<f64>()
+        / f64::from(ours.width() * ours.height());
+    println!("against the reference loop: IoU {score:.4}, MAE {mae:.2}/255");
+    assert!(
+        score >= 0.98 && mae <= 4.0,
+        "IoU {score:.4}, MAE {mae:.2}/255"
+    );
 }
 
 #[test]

@@ -16,8 +16,7 @@ use onnx_protobuf::{Message, ModelProto};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{
-    Checksum, InputResize, License, ModelCatalog, ModelEntry, ModelSource, Normalization,
-    PostProcess,
+    Checksum, License, ModelCatalog, ModelEntry, ModelSource, Normalization, PostProcess,
 };
 use crate::checksum::{self as digest, ChecksumMismatch, Hasher};
 use crate::paths::AppDirs;
@@ -472,7 +471,6 @@ pub fn add_custom_model(
         input: Some(model.input.clone()),
         output: Some(model.output.clone()),
         normalization: preset.normalization(),
-        resize: InputResize::Bilinear,
         postprocess: preset.postprocess(),
     };
     let target = dirs.models_dir().join(&entry.file);

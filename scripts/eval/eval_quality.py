@@ -1,0 +1,209 @@
+"""Scores background-removal pipelines on the evaluation set (scripts/make-eval-set).
+
+Per image and mean, for every pipeline:
+  IoU      alpha ≥ 0.5 against the truth's alpha ≥ 0.5
+  MAE      mean |alpha − truth| over the whole image (0..1)
+  bMAE     the same inside the boundary band: pixels within ±max(3 px, 1 % of the
+           short side) of the true edge, plus every pixel whose true alpha is soft
+           (0.02..0.98: hair, glass, glow)
+  bdist    mean distance in pixels between the predicted and the true edge
+           (symmetric: each edge pixel to the nearest pixel of the other edge)
+  recomp   what a designer sees: the cut-out and the truth each composited on white
+           and on black, RGB mean absolute error (0..1) inside the band, halos included
+
+Pipelines: `ours[:NAME]` runs `backgrounderase batch` (with the variant's options),
+`loop` is the plain reference loop (Pillow antialiased bilinear down to 1024²,
+ONNX Runtime, bilinear back up), `rembg` runs rembg's `dis_custom` session on the
+same weights when rembg is importable.
+"""
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+Image.MAX_IMAGE_PIXELS = None
+
+
+def load_truth(root, split, stem):
+    alpha = np.asarray(Image.open(root / split / "truth" / f"{stem}.alpha.png"), dtype=np.float32) / 255.0
+    fg = np.asarray(Image.open(root / split / "truth" / f"{stem}.fg.png").convert("RGB"), dtype=np.float32) / 255.0
+    return alpha, fg
+
+
+def boundary_band(truth):
+    h, w = truth.shape
+    radius = max(3.0, 0.01 * min(h, w))
+    inside = truth >= 0.5
+    to_inside = ndimage.distance_transform_edt(~inside)
+    to_outside = ndimage.distance_transform_edt(inside)
+    near_edge = np.where(inside, to_outside, to_inside) <= radius
+    soft = (truth > 0.02) & (truth < 0.98)
+    return near_edge | soft
+
+
+def edge(binary):
+    return binary & ~ndimage.binary_erosion(binary, border_value=1)
+
+
+def mean_edge_distance(pred_bin, truth_bin):
+    pe, te = edge(pred_bin), edge(truth_bin)
+    if not pe.any() or not te.any():
+        return float(max(pred_bin.shape))
+    to_truth = ndimage.distance_transform_edt(~te)
+    to_pred = ndimage.distance_transform_edt(~pe)
+    return float((to_truth[pe].sum() + to_pred[te].sum()) / (pe.sum() + te.sum()))
+
+
+def score(pred_alpha, pred_rgb, truth, fg):
+    band = boundary_band(truth)
+    pred_bin, truth_bin = pred_alpha >= 0.5, truth >= 0.5
+    union = (pred_bin | truth_bin).sum()
+    iou = float((pred_bin & truth_bin).sum() / union) if union else 1.0
+    diff = np.abs(pred_alpha - truth)
+    recomp = 0.0
+    for bg in (1.0, 0.0):
+        ours = pred_alpha[..., None] * pred_rgb + (1.0 - pred_alpha[..., None]) * bg
+        want = truth[..., None] * fg + (1.0 - truth[..., None]) * bg
+        recomp += float(np.abs(ours - want)[band].mean()) / 2.0
+    return {
+        "iou": iou,
+        "mae": float(diff.mean()),
+        "bmae": float(diff[band].mean()),
+        "bdist": mean_edge_distance(pred_bin, truth_bin),
+        "recomp": recomp,
+    }
+
+
+def run_ours(binary, options, images, out):
+    cmd = [binary, "batch", str(images), "--output", str(out), "--format", "png", "--if-exists", "overwrite"]
+    cmd += shlex.split(options)
+    started = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+
+    def read(stem, photo):
+        rgba = np.asarray(Image.open(out / f"{stem}.png").convert("RGBA"), dtype=np.float32) / 255.0
+        return rgba[..., 3], rgba[..., :3]
+
+    return read, elapsed
+
+
+def run_loop(model_path, images, stems):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    masks = {}
+    started = time.monotonic()
+    for stem in stems:
+        photo = Image.open(images / f"{stem}.jpg").convert("RGB")
+        small = np.asarray(photo.resize((1024, 1024), Image.BILINEAR), dtype=np.float32)
+        x = ((small - 128.0) / 256.0).transpose(2, 0, 1)[None]
+        if session.get_inputs()[0].type == "tensor(float16)":
+            x = x.astype(np.float16)
+        y = session.run(None, {name: x})[0][0, 0].astype(np.float32)
+        mask = Image.fromarray(np.clip(y, 0, 1), mode="F").resize(photo.size, Image.BILINEAR)
+        masks[stem] = np.clip(np.asarray(mask), 0.0, 1.0)
+    elapsed = time.monotonic() - started
+
+    def read(stem, photo):
+        return masks[stem], photo
+
+    return read, elapsed
+
+
+def run_rembg(model_path, images, stems):
+    from rembg import new_session, remove
+
+    session = new_session("u2net_custom" if "u2net" in model_path.name else "dis_custom", model_path=str(model_path))
+    outs = {}
+    started = time.monotonic()
+    for stem in stems:
+        photo = Image.open(images / f"{stem}.jpg").convert("RGB")
+        rgba = np.asarray(remove(photo, session=session).convert("RGBA"), dtype=np.float32) / 255.0
+        outs[stem] = (rgba[..., 3], rgba[..., :3])
+    elapsed = time.monotonic() - started
+    return (lambda stem, photo: outs[stem]), elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", type=Path, required=True)
+    parser.add_argument("--split", choices=["dev", "test", "all"], default="test")
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--model", type=Path, help="ONNX file for the loop and rembg columns")
+    parser.add_argument(
+        "--pipeline",
+        action="append",
+        help="ours, ours:NAME=OPTIONS (e.g. 'ours:refine=--refine'), loop, rembg; repeatable",
+    )
+    parser.add_argument("--only", help="only images whose name contains this")
+    parser.add_argument("--json", type=Path, help="also write every score here")
+    args = parser.parse_args()
+    pipelines = args.pipeline or ["ours", "loop", "rembg"]
+
+    splits = ["dev", "test"] if args.split == "all" else [args.split]
+    results = {}  # pipeline -> stem -> scores
+    times = {}
+    for split in splits:
+        images = args.set / split / "images"
+        stems = sorted(p.stem for p in images.glob("*.jpg") if not args.only or args.only in p.stem)
+        if args.only:
+            tmp_images = Path(tempfile.mkdtemp())
+            for s in stems:
+                os.symlink(images / f"{s}.jpg", tmp_images / f"{s}.jpg")
+            images = tmp_images
+        for spec in pipelines:
+            name, _, options = spec.partition("=")
+            if name == "rembg":
+                try:
+                    import rembg  # noqa: F401
+                except ImportError:
+                    print("rembg: not installed, column left out", file=sys.stderr)
+                    continue
+            with tempfile.TemporaryDirectory() as out:
+                if name.startswith("ours"):
+                    read, elapsed = run_ours(args.binary, options, images, Path(out))
+                elif name == "loop":
+                    read, elapsed = run_loop(args.model, images, stems)
+                elif name == "rembg":
+                    read, elapsed = run_rembg(args.model, images, stems)
+                else:
+                    sys.exit(f"unknown pipeline {name}")
+                times[name] = times.get(name, 0.0) + elapsed
+                for stem in stems:
+                    truth, fg = load_truth(args.set, split, stem)
+                    photo = np.asarray(Image.open(images / f"{stem}.jpg").convert("RGB"), dtype=np.float32) / 255.0
+                    alpha, rgb = read(stem, photo)
+                    results.setdefault(name, {})[f"{split}/{stem}"] = score(alpha, rgb, truth, fg)
+            print(f"{name}: {len(stems)} {split} images in {elapsed:.1f} s", file=sys.stderr, flush=True)
+
+    names = [n for n in (s.partition("=")[0] for s in pipelines) if n in results]
+    metrics = ["iou", "mae", "bmae", "bdist", "recomp"]
+    stems = sorted(next(iter(results.values())).keys())
+    print("image".ljust(40) + "".join(f"{n + ' IoU':>16}{n + ' bMAE':>16}" for n in names))
+    for stem in stems:
+        print(stem.ljust(40) + "".join(f"{results[n][stem]['iou']:>16.4f}{results[n][stem]['bmae']:>16.4f}" for n in names))
+    print()
+    print(f"mean over {len(stems)} images ({args.split} split)")
+    print("pipeline".ljust(24) + "".join(f"{m:>10}" for m in metrics) + f"{'seconds':>10}")
+    for n in names:
+        means = [np.mean([results[n][s][m] for s in stems]) for m in metrics]
+        print(n.ljust(24) + "".join(f"{v:>10.4f}" for v in means) + f"{times[n]:>10.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"split": args.split, "times": times, "scores": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
