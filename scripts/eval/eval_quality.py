@@ -201,6 +201,25 @@ def main():
     for n in names:
         means = [np.mean([results[n][s][m] for s in stems]) for m in metrics]
         print(n.ljust(24) + "".join(f"{v:>10.4f}" for v in means) + f"{times[n]:>10.1f}")
+    # A few images where the model picks the wrong subject dominate the means; the
+    # medians and the paired counts show what a change does to the typical image.
+    print()
+    print("pipeline".ljust(24) + "".join(f"{'median ' + m:>14}" for m in metrics))
+    for n in names:
+        medians = [np.median([results[n][s][m] for s in stems]) for m in metrics]
+        print(n.ljust(24) + "".join(f"{v:>14.4f}" for v in medians))
+    if len(names) > 1:
+        first = names[0]
+        print()
+        print(f"images where each pipeline beats {first} (higher IoU; lower errors)")
+        print("pipeline".ljust(24) + "".join(f"{m:>10}" for m in metrics))
+        for n in names[1:]:
+            wins = []
+            for m in metrics:
+                a = np.array([results[n][s][m] for s in stems])
+                b = np.array([results[first][s][m] for s in stems])
+                wins.append(int((a > b).sum() if m == "iou" else (a < b).sum()))
+            print(n.ljust(24) + "".join(f"{w:>7}/{len(stems):<2}" for w in wins))
     if args.json:
         args.json.write_text(json.dumps({"split": args.split, "times": times, "scores": results}, indent=1))
 
