@@ -5,8 +5,8 @@
 //! Why Lanczos-3: on the evaluation set's dev split (`scripts/eval-quality
 //! --split dev`, 45 composites) it beat IMG.LY's point-sampled
 //! `tensorResizeBilinear` (which aliases on photos several times the model's
-//! size) on 31–32 of 45 images and antialiased bilinear on boundary error (33 of
-//! 45) and re-composite error (34 of 45), with the same weights. It is what
+//! size) on boundary and re-composite error on 37 of 45 images, and
+//! antialiased bilinear on 33 and 34 of 45, with the same weights. It is what
 //! Pillow's `resize(..., LANCZOS)` computes (a test pins that).
 
 use fast_image_resize::images::Image;
