@@ -124,9 +124,14 @@ def run_loop(model_path, images, stems):
 
 
 def run_rembg(model_path, images, stems):
+    # rembg 2.0.86 refuses a model_path outside U2NET_HOME: link the model in.
+    home = Path(tempfile.mkdtemp())
+    os.symlink(model_path.resolve(), home / model_path.name)
+    os.environ["U2NET_HOME"] = str(home)
     from rembg import new_session, remove
 
-    session = new_session("u2net_custom" if "u2net" in model_path.name else "dis_custom", model_path=str(model_path))
+    kind = "u2net_custom" if "u2net" in model_path.name else "dis_custom"
+    session = new_session(kind, model_path=str(home / model_path.name))
     outs = {}
     started = time.monotonic()
     for stem in stems:
