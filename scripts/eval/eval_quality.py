@@ -35,95 +35,89 @@ from scipy import ndimage
 Image.MAX_IMAGE_PIXELS = None
 
 
-def load_truth(root, split, stem):
-    alpha = np.asarray(Image.open(root / split / "truth" / f"{stem}.alpha.png"), dtype=np.float32) / 255.0
-    fg = np.asarray(Image.open(root / split / "truth" / f"{stem}.fg.png").convert("RGB"), dtype=np.float32) / 255.0
-    return alpha, fg
+class Truth:
+    """One image's ground truth and what every pipeline is scored against:
+    computed once per image, whatever the number of pipelines."""
 
+    def __init__(self, root, split, stem):
+        truth_dir = root / split / "truth"
+        self.alpha = np.asarray(Image.open(truth_dir / f"{stem}.alpha.png"), dtype=np.float32) / 255.0
+        self.fg = np.asarray(Image.open(truth_dir / f"{stem}.fg.png").convert("RGB"), dtype=np.float32) / 255.0
+        self.inside = self.alpha >= 0.5
+        h, w = self.alpha.shape
+        radius = max(3.0, 0.01 * min(h, w))
+        to_inside = ndimage.distance_transform_edt(~self.inside)
+        to_outside = ndimage.distance_transform_edt(self.inside)
+        near_edge = np.where(self.inside, to_outside, to_inside) <= radius
+        self.band = near_edge | ((self.alpha > 0.02) & (self.alpha < 0.98))
+        self.edge = edge(self.inside)
+        self.to_edge = ndimage.distance_transform_edt(~self.edge)
 
-def boundary_band(truth):
-    h, w = truth.shape
-    radius = max(3.0, 0.01 * min(h, w))
-    inside = truth >= 0.5
-    to_inside = ndimage.distance_transform_edt(~inside)
-    to_outside = ndimage.distance_transform_edt(inside)
-    near_edge = np.where(inside, to_outside, to_inside) <= radius
-    soft = (truth > 0.02) & (truth < 0.98)
-    return near_edge | soft
+    def score(self, pred_alpha, pred_rgb):
+        pred_bin = pred_alpha >= 0.5
+        union = (pred_bin | self.inside).sum()
+        iou = float((pred_bin & self.inside).sum() / union) if union else 1.0
+        diff = np.abs(pred_alpha - self.alpha)
+        recomp = 0.0
+        for bg in (1.0, 0.0):
+            ours = pred_alpha[..., None] * pred_rgb + (1.0 - pred_alpha[..., None]) * bg
+            want = self.alpha[..., None] * self.fg + (1.0 - self.alpha[..., None]) * bg
+            recomp += float(np.abs(ours - want)[self.band].mean()) / 2.0
+        return {
+            "iou": iou,
+            "mae": float(diff.mean()),
+            "bmae": float(diff[self.band].mean()),
+            "bdist": self.edge_distance(pred_bin),
+            "recomp": recomp,
+        }
+
+    def edge_distance(self, pred_bin):
+        """Symmetric mean distance (px) between the predicted and the true edge."""
+        pred_edge = edge(pred_bin)
+        if not pred_edge.any() or not self.edge.any():
+            return float(max(pred_bin.shape))
+        to_pred = ndimage.distance_transform_edt(~pred_edge)
+        total = self.to_edge[pred_edge].sum() + to_pred[self.edge].sum()
+        return float(total / (pred_edge.sum() + self.edge.sum()))
 
 
 def edge(binary):
     return binary & ~ndimage.binary_erosion(binary, border_value=1)
 
 
-def mean_edge_distance(pred_bin, truth_bin):
-    pe, te = edge(pred_bin), edge(truth_bin)
-    if not pe.any() or not te.any():
-        return float(max(pred_bin.shape))
-    to_truth = ndimage.distance_transform_edt(~te)
-    to_pred = ndimage.distance_transform_edt(~pe)
-    return float((to_truth[pe].sum() + to_pred[te].sum()) / (pe.sum() + te.sum()))
+# Every pipeline writes `OUT/<stem>.png` (RGBA, straight alpha) and returns its seconds.
 
 
-def score(pred_alpha, pred_rgb, truth, fg):
-    band = boundary_band(truth)
-    pred_bin, truth_bin = pred_alpha >= 0.5, truth >= 0.5
-    union = (pred_bin | truth_bin).sum()
-    iou = float((pred_bin & truth_bin).sum() / union) if union else 1.0
-    diff = np.abs(pred_alpha - truth)
-    recomp = 0.0
-    for bg in (1.0, 0.0):
-        ours = pred_alpha[..., None] * pred_rgb + (1.0 - pred_alpha[..., None]) * bg
-        want = truth[..., None] * fg + (1.0 - truth[..., None]) * bg
-        recomp += float(np.abs(ours - want)[band].mean()) / 2.0
-    return {
-        "iou": iou,
-        "mae": float(diff.mean()),
-        "bmae": float(diff[band].mean()),
-        "bdist": mean_edge_distance(pred_bin, truth_bin),
-        "recomp": recomp,
-    }
-
-
-def run_ours(binary, options, images, out):
+def run_ours(binary, options, images, stems, out):
     cmd = [binary, "batch", str(images), "--output", str(out), "--format", "png", "--if-exists", "overwrite"]
-    cmd += shlex.split(options)
     started = time.monotonic()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    elapsed = time.monotonic() - started
-
-    def read(stem, photo):
-        rgba = np.asarray(Image.open(out / f"{stem}.png").convert("RGBA"), dtype=np.float32) / 255.0
-        return rgba[..., 3], rgba[..., :3]
-
-    return read, elapsed
+    subprocess.run(cmd + shlex.split(options), check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
 
 
-def run_loop(model_path, images, stems):
+def run_loop(model_path, images, stems, out):
+    """The plain reference loop: Pillow bilinear down to 1024², bilinear back up."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    masks = {}
+    model_input = session.get_inputs()[0]
     started = time.monotonic()
     for stem in stems:
         photo = Image.open(images / f"{stem}.jpg").convert("RGB")
         small = np.asarray(photo.resize((1024, 1024), Image.BILINEAR), dtype=np.float32)
         x = ((small - 128.0) / 256.0).transpose(2, 0, 1)[None]
-        if session.get_inputs()[0].type == "tensor(float16)":
+        if model_input.type == "tensor(float16)":
             x = x.astype(np.float16)
-        y = session.run(None, {name: x})[0][0, 0].astype(np.float32)
+        y = session.run(None, {model_input.name: x})[0][0, 0].astype(np.float32)
         mask = Image.fromarray(np.clip(y, 0, 1), mode="F").resize(photo.size, Image.BILINEAR)
-        masks[stem] = np.clip(np.asarray(mask), 0.0, 1.0)
-    elapsed = time.monotonic() - started
-
-    def read(stem, photo):
-        return masks[stem], photo
-
-    return read, elapsed
+        alpha = (np.clip(np.asarray(mask), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        rgba = photo.convert("RGBA")
+        rgba.putalpha(Image.fromarray(alpha, mode="L"))
+        rgba.save(out / f"{stem}.png")
+    return time.monotonic() - started
 
 
-def run_rembg(model_path, images, stems):
+def run_rembg(model_path, images, stems, out):
     # rembg 2.0.86 refuses a model_path outside U2NET_HOME: link the model in.
     home = Path(tempfile.mkdtemp())
     os.symlink(model_path.resolve(), home / model_path.name)
@@ -132,14 +126,11 @@ def run_rembg(model_path, images, stems):
 
     kind = "u2net_custom" if "u2net" in model_path.name else "dis_custom"
     session = new_session(kind, model_path=str(home / model_path.name))
-    outs = {}
     started = time.monotonic()
     for stem in stems:
         photo = Image.open(images / f"{stem}.jpg").convert("RGB")
-        rgba = np.asarray(remove(photo, session=session).convert("RGBA"), dtype=np.float32) / 255.0
-        outs[stem] = (rgba[..., 3], rgba[..., :3])
-    elapsed = time.monotonic() - started
-    return (lambda stem, photo: outs[stem]), elapsed
+        remove(photo, session=session).convert("RGBA").save(out / f"{stem}.png")
+    return time.monotonic() - started
 
 
 def main():
@@ -159,7 +150,8 @@ def main():
     pipelines = args.pipeline or ["ours", "loop", "rembg"]
 
     splits = ["dev", "test"] if args.split == "all" else [args.split]
-    results = {}  # pipeline -> stem -> scores
+    runners = {"loop": run_loop, "rembg": run_rembg}
+    results = {}  # pipeline -> "split/stem" -> scores
     times = {}
     for split in splits:
         images = args.set / split / "images"
@@ -169,30 +161,32 @@ def main():
             for s in stems:
                 os.symlink(images / f"{s}.jpg", tmp_images / f"{s}.jpg")
             images = tmp_images
-        for spec in pipelines:
-            name, _, options = spec.partition("=")
-            if name == "rembg":
-                try:
-                    import rembg  # noqa: F401
-                except ImportError:
-                    print("rembg: not installed, column left out", file=sys.stderr)
-                    continue
-            with tempfile.TemporaryDirectory() as out:
+        outputs = {}  # pipeline -> its output folder
+        with tempfile.TemporaryDirectory() as work:
+            for spec in pipelines:
+                name, _, options = spec.partition("=")
+                if name == "rembg":
+                    try:
+                        import rembg  # noqa: F401
+                    except ImportError:
+                        print("rembg: not installed, column left out", file=sys.stderr)
+                        continue
+                out = Path(work) / str(len(outputs))
+                out.mkdir()
                 if name.startswith("ours"):
-                    read, elapsed = run_ours(args.binary, options, images, Path(out))
-                elif name == "loop":
-                    read, elapsed = run_loop(args.model, images, stems)
-                elif name == "rembg":
-                    read, elapsed = run_rembg(args.model, images, stems)
+                    elapsed = run_ours(args.binary, options, images, stems, out)
+                elif name in runners:
+                    elapsed = runners[name](args.model, images, stems, out)
                 else:
                     sys.exit(f"unknown pipeline {name}")
+                outputs[name] = out
                 times[name] = times.get(name, 0.0) + elapsed
-                for stem in stems:
-                    truth, fg = load_truth(args.set, split, stem)
-                    photo = np.asarray(Image.open(images / f"{stem}.jpg").convert("RGB"), dtype=np.float32) / 255.0
-                    alpha, rgb = read(stem, photo)
-                    results.setdefault(name, {})[f"{split}/{stem}"] = score(alpha, rgb, truth, fg)
-            print(f"{name}: {len(stems)} {split} images in {elapsed:.1f} s", file=sys.stderr, flush=True)
+                print(f"{name}: {len(stems)} {split} images in {elapsed:.1f} s", file=sys.stderr, flush=True)
+            for stem in stems:
+                truth = Truth(args.set, split, stem)
+                for name, out in outputs.items():
+                    rgba = np.asarray(Image.open(out / f"{stem}.png").convert("RGBA"), dtype=np.float32) / 255.0
+                    results.setdefault(name, {})[f"{split}/{stem}"] = truth.score(rgba[..., 3], rgba[..., :3])
 
     names = [n for n in (s.partition("=")[0] for s in pipelines) if n in results]
     metrics = ["iou", "mae", "bmae", "bdist", "recomp"]
