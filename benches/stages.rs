@@ -4,9 +4,9 @@
 //!     scripts/fetch-test-photos && cargo bench --bench stages
 //!
 //! Reports the median of `BENCH_ROUNDS` (default 5) rounds per photo, then
-//! the designer tools on each photo's mask (one round): refine, shift +
-//! feather, decontaminate, and the whole finishing step with a square crop
-//! and shadow.
+//! best quality's whole mask (one round, against one standard pass) and the
+//! designer tools on each photo's mask: shift + feather, decontaminate, and
+//! the whole finishing step with a square crop and shadow.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -137,26 +137,28 @@ fn main() {
         );
     }
     println!(
-        "{:<20} {:>8} {:>13} {:>8} {:>14}",
-        "designer tools", "refine", "shift+feather", "despill", "all+crop+shadow"
+        "{:<20} {:>8} {:>12} {:>13} {:>8} {:>14}",
+        "mask / tools", "standard", "best quality", "shift+feather", "despill", "all+crop+shadow"
     );
     for (label, t) in designer_rows {
         println!(
-            "{:<20} {:>6.0}ms {:>11.0}ms {:>6.0}ms {:>12.0}ms",
+            "{:<20} {:>6.0}ms {:>10.0}ms {:>11.0}ms {:>6.0}ms {:>12.0}ms",
             label,
             ms(t[0]),
             ms(t[1]),
             ms(t[2]),
-            ms(t[3])
+            ms(t[3]),
+            ms(t[4])
         );
     }
 }
 
-/// One round of each designer tool on the photo's real mask.
-fn designer_times(path: &Path, engine: &mut Engine) -> [Duration; 4] {
+/// One round of each mask quality and designer tool on the photo.
+fn designer_times(path: &Path, engine: &mut Engine) -> [Duration; 5] {
     use backgrounderase::engine::finish::{FinishSettings, render};
     use backgrounderase::engine::layout::{Canvas, LayoutSettings, Margin, Shadow};
-    use backgrounderase::engine::refine::{EdgeSettings, decontaminate, feather, refine, shift};
+    use backgrounderase::engine::quality::Quality;
+    use backgrounderase::engine::refine::{EdgeSettings, decontaminate, feather, shift};
     let image = decode_file(path, DecodeLimits::default()).unwrap().rgba;
     let mask = engine.mask(&image).unwrap();
     let time = |f: &mut dyn FnMut()| {
@@ -164,8 +166,11 @@ fn designer_times(path: &Path, engine: &mut Engine) -> [Duration; 4] {
         f();
         t.elapsed()
     };
-    let refine_t = time(&mut || {
-        std::hint::black_box(refine(&image, &mask));
+    let standard_t = time(&mut || {
+        std::hint::black_box(engine.mask_at(&image, Quality::Standard).unwrap());
+    });
+    let best_t = time(&mut || {
+        std::hint::black_box(engine.mask_at(&image, Quality::Best).unwrap());
     });
     let edge_t = time(&mut || {
         std::hint::black_box(feather(&shift(&mask, 2), 4.0));
@@ -175,7 +180,6 @@ fn designer_times(path: &Path, engine: &mut Engine) -> [Duration; 4] {
     });
     let settings = FinishSettings {
         edges: EdgeSettings {
-            refine: true,
             shift: 1,
             feather: 2.0,
             despill: true,
@@ -189,5 +193,5 @@ fn designer_times(path: &Path, engine: &mut Engine) -> [Duration; 4] {
     let all_t = time(&mut || {
         let _ = std::hint::black_box(render(&image, &mask, &[], &settings));
     });
-    [refine_t, edge_t, despill_t, all_t]
+    [standard_t, best_t, edge_t, despill_t, all_t]
 }

@@ -18,6 +18,7 @@ use crate::engine::Engine;
 use crate::engine::batch::BatchJob;
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::inference::SessionOptions;
+use crate::engine::quality::Quality;
 use crate::paths::AppDirs;
 use crate::privacy::recent::{load_mask, load_original};
 use crate::privacy::store::RetentionStore;
@@ -113,6 +114,8 @@ pub struct WorkerConfig {
     /// Run [`PREVIEW_MODEL`] before the full model, when it is installed.
     /// Shared: the front end turns it on and off while the worker runs.
     pub preview: Arc<AtomicBool>,
+    /// Best-quality passes instead of one (shared like `preview`).
+    pub best_quality: Arc<AtomicBool>,
 }
 
 /// The small fast model whose cut-out is shown while the full model runs.
@@ -361,7 +364,12 @@ impl Worker {
                                 return;
                             }
                         }
-                        let result = engine.mask(&image);
+                        let quality = if config.best_quality.load(Ordering::Relaxed) {
+                            Quality::Best
+                        } else {
+                            Quality::Standard
+                        };
+                        let result = engine.mask_at(&image, quality).map(|(mask, _)| mask);
                         let event = if is_cancelled(&cancelled, id) {
                             Event::Cancelled { id }
                         } else {

@@ -176,6 +176,50 @@ fn switching_model_reprocesses_open_images() {
     );
 }
 
+/// The inspector's best-quality switch redoes the image on screen with the
+/// engine's best-quality mask; the Batch page offers the same choice.
+#[test]
+fn the_best_quality_switch_redoes_the_image_on_screen() {
+    use backgrounderase::app::{BEST_QUALITY_LABEL, Page};
+    use backgrounderase::engine::decode::{DecodeLimits, decode_file};
+    use backgrounderase::engine::quality::Quality;
+    let (_home, mut harness) = app_harness();
+    harness
+        .state_mut()
+        .open_paths(vec![fixture("photos/coffee.jpg")]);
+    step_until(&mut harness, "the standard result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    let standard = harness.state().workspace.items[0].mask.clone().unwrap();
+    let switch = harness.get_by_label(BEST_QUALITY_LABEL);
+    assert_eq!(switch.accesskit_node().role(), egui::accesskit::Role::CheckBox);
+    switch.click();
+    harness.step();
+    assert_ne!(harness.state().workspace.items[0].status, Status::Done);
+    step_until(&mut harness, "the best-quality result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    let best = harness.state().workspace.items[0].mask.clone().unwrap();
+    let image = decode_file(&fixture("photos/coffee.jpg"), DecodeLimits::default())
+        .unwrap()
+        .rgba;
+    let (expected, _) = common::engine().mask_at(&image, Quality::Best).unwrap();
+    let worst = best
+        .pixels()
+        .zip(expected.pixels())
+        .map(|(a, b)| a[0].abs_diff(b[0]))
+        .max()
+        .unwrap();
+    assert!(worst <= 2, "app and library best masks differ by {worst}");
+    assert_ne!(best.as_raw(), standard.as_raw());
+
+    harness.get_by_label("Batch").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().page, Page::Batch);
+    assert_eq!(harness.state().batch.settings.quality, Quality::Standard);
+    harness.get_by_label("Quality");
+}
+
 #[test]
 fn a_queued_image_can_be_cancelled() {
     let (_home, mut harness) = app_harness();

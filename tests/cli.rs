@@ -394,7 +394,7 @@ fn remove_works_with_no_network_at_all() {
 
 /// The designer settings from the command line give exactly the pixels the
 /// library's finishing step gives (the one the app's export and batch use):
-/// the same model mask, refined, decontaminated, feathered, cropped to the
+/// the same model mask, shifted, feathered, decontaminated, cropped to the
 /// subject on a square canvas with a shadow.
 #[test]
 fn remove_with_designer_flags_matches_the_library_pixel_for_pixel() {
@@ -407,15 +407,7 @@ fn remove_with_designer_flags_matches_the_library_pixel_for_pixel() {
     let photo = fixture("photos/chelsea.jpg");
     let target = out.path().join("cat.png");
     let output = cli()
-        .args([
-            "remove",
-            "--refine",
-            "--despill",
-            "--feather",
-            "2",
-            "--shift",
-            "-1",
-        ])
+        .args(["remove", "--despill", "--feather", "2", "--shift", "-1"])
         .args(["--crop-margin", "5%", "--canvas", "1:1", "--shadow"])
         .arg(&photo)
         .arg("-o")
@@ -429,7 +421,6 @@ fn remove_with_designer_flags_matches_the_library_pixel_for_pixel() {
 
     let settings = FinishSettings {
         edges: EdgeSettings {
-            refine: true,
             shift: -1,
             feather: 2.0,
             despill: true,
@@ -541,4 +532,49 @@ fn a_layout_over_the_export_limit_fails_that_image_by_name_and_the_rest_go_on() 
         assert!(!bad.status.success(), "{flag} {value} was accepted");
         assert!(stderr.contains(says), "{flag} {value}: {stderr}");
     }
+}
+
+#[test]
+fn remove_at_best_quality_matches_the_library_and_a_bad_quality_is_refused() {
+    use backgrounderase::engine::decode::{DecodeLimits, decode_file};
+    use backgrounderase::engine::quality::Quality;
+
+    let out = tempfile::tempdir().unwrap();
+    let photo = fixture("photos/coffee.jpg");
+    let target = out.path().join("coffee.png");
+    let output = cli()
+        .args(["remove", "--quality", "best"])
+        .arg(&photo)
+        .arg("-o")
+        .arg(&target)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let produced = image::open(&target).unwrap().to_rgba8();
+    let image = decode_file(&photo, DecodeLimits::default()).unwrap().rgba;
+    let (best, _) = common::engine().mask_at(&image, Quality::Best).unwrap();
+    let standard = common::engine().mask(&image).unwrap();
+    let worst = produced
+        .pixels()
+        .zip(best.pixels())
+        .map(|(p, a)| p[3].abs_diff(a[0]))
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 1,
+        "largest alpha difference from the library: {worst}"
+    );
+    assert_ne!(best, standard, "best quality changed nothing");
+
+    let bad = cli()
+        .args(["remove", "--quality", "ultra", "x.jpg", "-o", "y.png"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let (_, stderr) = text(&bad);
+    assert!(
+        stderr.contains("ultra") && stderr.contains("standard or best"),
+        "{stderr}"
+    );
 }

@@ -84,7 +84,7 @@ fn wgsl_export_matches_the_cpu_reference_within_one_level() {
     }
 }
 
-/// The designer settings (strokes, refine, shift, feather, decontamination,
+/// The designer settings (strokes, shift, feather, decontamination,
 /// crop to a square canvas, drop shadow) feed the same compositor: the WGSL
 /// export of the finished layers and the CPU reference agree within one
 /// level, over a colour and over transparency; and the preview's live
@@ -122,7 +122,6 @@ fn finished_layers_match_on_gpu_and_cpu_and_mask_updates_in_place() {
     }];
     let settings = FinishSettings {
         edges: EdgeSettings {
-            refine: true,
             shift: 1,
             feather: 3.0,
             despill: true,
@@ -160,8 +159,7 @@ fn finished_layers_match_on_gpu_and_cpu_and_mask_updates_in_place() {
     }
 
     // Live edit path: upload the model's mask, then rewrite it in place.
-    let edited =
-        backgrounderase::engine::refine::finish_mask(&photo, &mask, &strokes, &settings.edges);
+    let edited = backgrounderase::engine::refine::finish_mask(&mask, &strokes, &settings.edges);
     let layer = compositor
         .upload(&device, &queue, &photo, &mask, None)
         .unwrap();

@@ -12,6 +12,9 @@ use crate::engine::batch::{
     BatchEvent, BatchHandle, BatchSettings, BatchUpdate, IfExists, Plan, Summary, failures_csv,
 };
 use crate::engine::encode::OutputFormat;
+use crate::engine::quality::Quality;
+
+use super::QUALITY_HINT;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileState {
@@ -253,6 +256,17 @@ impl BatchPanel {
                 .on_hover_text(
                     "{name}: the input's name without extension; {ext}: the format's extension",
                 );
+        });
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("Quality")
+                .selected_text(s.quality.label())
+                .show_ui(ui, |ui| {
+                    for q in Quality::ALL {
+                        ui.selectable_value(&mut s.quality, q, q.label());
+                    }
+                })
+                .response
+                .on_hover_text(QUALITY_HINT);
         });
         ui.horizontal(|ui| {
             ui.label("If the file exists:");

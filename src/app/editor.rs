@@ -94,8 +94,6 @@ pub fn editor_ui(
     ui.label("Edges");
     let before = *finish;
     let edges = &mut finish.edges;
-    ui.checkbox(&mut edges.refine, "Refine edges")
-        .on_hover_text("Rebuild the uncertain edge band at full resolution from the photo");
     ui.add(egui::Slider::new(&mut edges.shift, -20..=20).text("shift px"));
     ui.add(egui::Slider::new(&mut edges.feather, 0.0..=40.0).text("feather px"));
     ui.checkbox(&mut edges.despill, "Remove colour spill")
@@ -167,7 +165,6 @@ pub fn scaled_stroke(stroke: &Stroke, scale: f32) -> Stroke {
 /// The preview mask with the strokes and edge settings, at preview size
 /// (distances scaled). Decontamination and layout are export-only.
 pub fn preview_mask(
-    preview: &RgbaImage,
     model_preview_mask: &GrayImage,
     strokes: &[Stroke],
     edges: &EdgeSettings,
@@ -180,7 +177,7 @@ pub fn preview_mask(
         despill: false,
         ..*edges
     };
-    refine::finish_mask(preview, model_preview_mask, &strokes, &edges)
+    refine::finish_mask(model_preview_mask, &strokes, &edges)
 }
 
 /// `settings` with distances in preview pixels.
@@ -234,7 +231,6 @@ mod tests {
 
     #[test]
     fn a_preview_of_strokes_at_scale_one_is_the_export_mask() {
-        let preview = RgbaImage::new(40, 30);
         let mask = GrayImage::from_pixel(40, 30, Luma([0]));
         let stroke = Stroke {
             mode: BrushMode::Restore,
@@ -243,9 +239,8 @@ mod tests {
             points: vec![[10.0, 10.0], [30.0, 20.0]],
         };
         let edges = EdgeSettings::default();
-        let preview_mask =
-            preview_mask(&preview, &mask, std::slice::from_ref(&stroke), &edges, 1.0);
-        let full = refine::finish_mask(&preview, &mask, &[stroke], &edges);
+        let preview_mask = preview_mask(&mask, std::slice::from_ref(&stroke), &edges, 1.0);
+        let full = refine::finish_mask(&mask, &[stroke], &edges);
         assert_eq!(preview_mask, full);
     }
 }

@@ -118,6 +118,13 @@ const PREVIEW_BY_DEFAULT: bool = false;
 /// The inspector's switch for the preview model's quick cut-out.
 pub const PREVIEW_LABEL: &str = "Instant preview";
 
+/// The inspector's switch for the best-quality passes.
+pub const BEST_QUALITY_LABEL: &str = "Best quality (slower)";
+
+/// What best quality does and costs, for the inspector and the Batch page.
+pub const QUALITY_HINT: &str = "Best: the model also sees the photo mirrored and takes a closer \
+     look at the subject's edge: up to four passes, so up to four times the time per image";
+
 /// What the app starts with.
 pub struct AppStart {
     pub dirs: AppDirs,
@@ -191,6 +198,9 @@ pub struct DesktopApp {
     /// Show the preview model's quick cut-out while the full model runs
     /// (shared with the worker).
     preview: Arc<AtomicBool>,
+    /// Best-quality passes for images processed from now on (shared with
+    /// the worker).
+    best_quality: Arc<AtomicBool>,
     next_picture_key: u64,
     /// The open file dialog, if any (its answer arrives on a later frame).
     dialogs: Dialogs,
@@ -328,7 +338,8 @@ impl DesktopApp {
             _ => PREVIEW_BY_DEFAULT,
         };
         let preview = Arc::new(AtomicBool::new(preview_on));
-        let worker = spawn_worker(ctx, &dirs, &model, &preview, &mut notices);
+        let best_quality = Arc::new(AtomicBool::new(false));
+        let worker = spawn_worker(ctx, &dirs, &model, (&preview, &best_quality), &mut notices);
         let (handoff, instance) = match instance {
             Some(first) => {
                 let wake_ctx = ctx.clone();
@@ -367,6 +378,7 @@ impl DesktopApp {
             tasks_rx,
             copying: false,
             preview,
+            best_quality,
             next_picture_key: 1,
             dialogs: Dialogs::new({
                 let wake_ctx = ctx.clone();
@@ -625,14 +637,23 @@ impl DesktopApp {
             &self.ctx,
             &self.dirs,
             &self.model,
-            &self.preview,
+            (&self.preview, &self.best_quality),
             &mut self.notices,
         );
         let old = std::mem::replace(&mut self.worker, worker);
         // Dropping waits for a running inference: not on the UI thread.
         std::thread::spawn(move || drop(old));
         self.engine = EngineStatus::Loading;
-        for item in &mut self.workspace.items {
+        let ids: Vec<_> = self.workspace.items.iter().map(|i| i.id).collect();
+        for id in ids {
+            self.reprocess(id);
+        }
+    }
+
+    /// Runs the model again on one open image (after a model or quality
+    /// change); its strokes stay, being in image pixels.
+    fn reprocess(&mut self, id: ImageId) {
+        if let Some(item) = self.workspace.items.iter_mut().find(|i| i.id == id) {
             let Some(original) = item.original.clone() else {
                 // Still being read by the old worker: read it again.
                 if matches!(item.status, Status::Queued | Status::Removing)
@@ -641,7 +662,7 @@ impl DesktopApp {
                 {
                     item.status = Status::Failed("too many images waiting".into());
                 }
-                continue;
+                return;
             };
             item.mask = None;
             item.preview_mask = None;
@@ -1206,7 +1227,7 @@ impl DesktopApp {
             let finished = editor::needs_finished_preview(&settings)
                 .then(|| editor::finished_preview(&preview, &mask, &strokes, &settings, scale))
                 .and_then(Result::ok);
-            let mask = editor::preview_mask(&preview, &mask, &strokes, &edges, scale);
+            let mask = editor::preview_mask(&mask, &strokes, &edges, scale);
             let _ = tx.send(TaskResult::PreviewMask {
                 id,
                 version,
@@ -1431,6 +1452,7 @@ impl DesktopApp {
             self.page = Page::Models;
         }
         self.preview_choice(ui);
+        self.quality_choice(ui);
         ui.add_space(12.0);
         ui.heading("Result");
         ui.add_space(4.0);
@@ -1491,6 +1513,26 @@ impl DesktopApp {
                 self.copy_result();
             }
         });
+    }
+
+    /// Best quality on or off; turning it on or off redoes the image on
+    /// screen (others follow as they are processed or reopened).
+    fn quality_choice(&mut self, ui: &mut egui::Ui) {
+        let mut on = self.best_quality.load(Ordering::Relaxed);
+        let response = ui
+            .checkbox(&mut on, BEST_QUALITY_LABEL)
+            .on_hover_text(QUALITY_HINT);
+        if response.changed() {
+            self.best_quality.store(on, Ordering::Relaxed);
+            let shown = self
+                .workspace
+                .selected()
+                .filter(|item| item.mask.is_some())
+                .map(|item| item.id);
+            if let Some(id) = shown {
+                self.reprocess(id);
+            }
+        }
     }
 
     /// The instant preview: on or off, or one click to get its model.
@@ -1747,7 +1789,7 @@ fn spawn_worker(
     ctx: &egui::Context,
     dirs: &AppDirs,
     model: &str,
-    preview: &Arc<AtomicBool>,
+    (preview, best_quality): (&Arc<AtomicBool>, &Arc<AtomicBool>),
     notices: &mut Vec<Notice>,
 ) -> Worker {
     let wake_ctx = ctx.clone();
@@ -1768,6 +1810,7 @@ fn spawn_worker(
             },
             limits: DecodeLimits::default(),
             preview: preview.clone(),
+            best_quality: best_quality.clone(),
         },
         Arc::new(move || wake_ctx.request_repaint()),
     );

@@ -27,6 +27,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         if_exists: args.if_exists,
         model: engine.model.id.clone(),
         finish: args.finish.settings()?,
+        quality: args.finish.quality,
         // Brush strokes live in the app's editor; the CLI has none.
         edits: Default::default(),
         partials: super::partials_journal(dirs),

@@ -131,8 +131,9 @@ pub struct RemoveArgs {
 /// Edge work and layout, the same as the app's export settings.
 #[derive(Debug, Args, Clone)]
 pub struct FinishArgs {
-    /// Refine the uncertain edge band at full resolution from the photo.
-    #[arg(long)]
+    /// Removed (it made edges worse on unseen images); accepted so that
+    /// scripts keep working, with a warning. `--quality best` sharpens edges.
+    #[arg(long, hide = true)]
     pub refine: bool,
     /// Grow (positive) or shrink (negative) the edge by PX pixels.
     #[arg(
@@ -157,6 +158,10 @@ pub struct FinishArgs {
     /// A soft drop shadow under the subject.
     #[arg(long)]
     pub shadow: bool,
+    /// standard (one pass) or best: the model also sees the photo mirrored
+    /// and takes a closer look at the subject's edge (up to 4 passes).
+    #[arg(long, default_value = "standard")]
+    pub quality: backgrounderase::engine::quality::Quality,
 }
 
 impl FinishArgs {
@@ -172,9 +177,14 @@ impl FinishArgs {
             "--shift takes -500 to 500 pixels, not {}",
             self.shift
         );
+        if self.refine {
+            eprintln!(
+                "warning: --refine was removed (on unseen images it made edges worse) and is \
+                 ignored; --quality best sharpens edges instead"
+            );
+        }
         Ok(finish::FinishSettings {
             edges: refine::EdgeSettings {
-                refine: self.refine,
                 shift: self.shift,
                 feather: self.feather,
                 despill: self.despill,

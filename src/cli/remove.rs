@@ -28,6 +28,7 @@ pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
             ..Default::default()
         },
         finish: args.finish.settings()?,
+        quality: args.finish.quality,
         partials: super::partials_journal(dirs),
         ..Default::default()
     };

@@ -94,6 +94,8 @@ pub struct BatchSettings {
     pub model: String,
     /// Edge work, crop, canvas and shadow.
     pub finish: super::finish::FinishSettings,
+    /// One pass of the model or the best-quality passes.
+    pub quality: super::quality::Quality,
     /// Brush strokes the user made in the app, by input file (canonical
     /// path): a batch over those files uses them.
     pub edits: BTreeMap<PathBuf, Vec<super::refine::Stroke>>,
@@ -112,6 +114,7 @@ impl Default for BatchSettings {
             pattern: "{name}.{ext}".into(),
             if_exists: IfExists::Skip,
             finish: Default::default(),
+            quality: Default::default(),
             edits: BTreeMap::new(),
             partials: None,
             model: String::new(),
@@ -145,7 +148,7 @@ impl BatchSettings {
 
     fn fingerprint(&self) -> String {
         let key = format!(
-            "{}|{}|{:?}|{}|{}{}",
+            "{}|{}|{:?}|{}|{}{}{}",
             self.model,
             self.format.extension(),
             self.background.0,
@@ -156,6 +159,10 @@ impl BatchSettings {
                 String::new()
             } else {
                 format!("|{:?}", self.finish)
+            },
+            match self.quality {
+                super::quality::Quality::Standard => String::new(),
+                other => format!("|{other}"),
             }
         );
         let digest = Sha256::digest(key.as_bytes());
@@ -552,6 +559,7 @@ pub fn run(
         },
         finish: settings.finish,
         partials: settings.partials.clone(),
+        quality: settings.quality,
         ..Default::default()
     };
     let mut summary = Summary::default();
@@ -725,6 +733,28 @@ pub fn csv_text(cell: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn best_quality_is_part_of_what_an_output_depends_on() {
+        let standard = BatchSettings::default();
+        let best = BatchSettings {
+            quality: super::super::quality::Quality::Best,
+            ..BatchSettings::default()
+        };
+        assert_ne!(standard.fingerprint(), best.fingerprint());
+        // Outputs of earlier versions (no quality in the key) stay valid.
+        let key = format!(
+            "{}|{}|{:?}|{}|{}",
+            standard.model,
+            standard.format.extension(),
+            standard.background.0,
+            standard.pattern,
+            standard.mirror
+        );
+        let digest = Sha256::digest(key.as_bytes());
+        let old: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(standard.fingerprint(), old);
+    }
 
     #[test]
     fn a_file_name_never_becomes_a_spreadsheet_formula() {

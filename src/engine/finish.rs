@@ -38,7 +38,7 @@ pub fn render(
     if settings.is_identity() && strokes.is_empty() {
         return Ok((image.clone(), model_mask.clone()));
     }
-    let mask = refine::finish_mask(image, model_mask, strokes, &settings.edges);
+    let mask = refine::finish_mask(model_mask, strokes, &settings.edges);
     let colours = if settings.edges.despill {
         refine::decontaminate(image, &mask)
     } else {

@@ -11,6 +11,7 @@ pub mod layout;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod quality;
 pub mod refine;
 pub mod upcast;
 
@@ -26,6 +27,7 @@ use crate::runtime;
 use inference::{InferenceSession, ModelOutput, ProviderReport, SessionOptions};
 use postprocess::Postprocessor;
 use preprocess::Preprocessor;
+use quality::Quality;
 
 /// Time spent in each stage for one image.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -44,6 +46,8 @@ pub struct Engine {
     pub model_path: PathBuf,
     pub session: InferenceSession,
     pub preprocessor: Preprocessor,
+    /// Prepares the best-quality subject crop.
+    pub crop_preprocessor: Preprocessor,
     pub postprocessor: Postprocessor,
 }
 
@@ -71,6 +75,7 @@ impl Engine {
         let session = InferenceSession::load(runtime, &model, &model_path, options, cpu_copy_dir)?;
         Ok(Self {
             preprocessor: Preprocessor::new(&model),
+            crop_preprocessor: Preprocessor::new(&model),
             postprocessor: Postprocessor::new(),
             model,
             model_path,
@@ -95,16 +100,33 @@ impl Engine {
 
     /// The mask, with the preprocess / run / postprocess split filled in.
     pub fn mask_timed(&mut self, image: &RgbaImage) -> Result<(GrayImage, StageTimes), Error> {
+        self.mask_at(image, Quality::Standard)
+    }
+
+    /// The mask at the given quality, with the stage times filled in (the
+    /// subject crop's preparation counts as run time).
+    pub fn mask_at(
+        &mut self,
+        image: &RgbaImage,
+        quality: Quality,
+    ) -> Result<(GrayImage, StageTimes), Error> {
         let mut times = StageTimes::default();
         let t = Instant::now();
         let input = self.preprocessor.prepare(image);
         times.preprocess = t.elapsed();
         let t = Instant::now();
-        let output = self.session.run(&input)?;
+        let looks = quality::look(
+            &mut self.session,
+            &mut self.crop_preprocessor,
+            image,
+            &input,
+            quality,
+            self.model.postprocess,
+        )?;
         times.run = t.elapsed();
         let t = Instant::now();
-        let mask = self.postprocessor.alpha_mask(
-            &output,
+        let mask = self.postprocessor.alpha_mask_from_looks(
+            &looks,
             self.model.postprocess,
             image.width(),
             image.height(),

@@ -20,8 +20,8 @@ use crate::catalog::PostProcess;
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::encode::{EncodeOptions, encode_result, write_output};
 use crate::engine::finish::{self, FinishSettings};
-use crate::engine::inference::ModelOutput;
 use crate::engine::preprocess::ModelInput;
+use crate::engine::quality::{self, Looks, Quality};
 use crate::engine::refine::Stroke;
 use crate::engine::{Engine, StageTimes};
 use crate::error::Error;
@@ -73,6 +73,8 @@ pub struct PipelineOptions {
     /// Where named temporaries of outputs are recorded (the store's
     /// `partials/`), for the sweep to delete if the process dies.
     pub partials: Option<std::path::PathBuf>,
+    /// One pass of the model, or the best-quality passes.
+    pub quality: Quality,
 }
 
 /// What became of one job.
@@ -108,7 +110,7 @@ struct Prepared {
 struct Inferred {
     index: usize,
     image: RgbaImage,
-    output: ModelOutput,
+    output: Looks,
     times: StageTimes,
 }
 
@@ -126,8 +128,10 @@ pub fn run(
     let (prepared_tx, prepared_rx) = bounded::<Result<Prepared, (usize, Error)>>(1);
     let (inferred_tx, inferred_rx) = bounded::<Result<Inferred, (usize, Error)>>(1);
     let post = engine.model.postprocess;
+    let quality = options.quality;
     let Engine {
         preprocessor,
+        crop_preprocessor,
         session,
         postprocessor,
         ..
@@ -170,19 +174,25 @@ pub fn run(
                     tracing::debug!(index = p.index, "inference starts");
                     let t = Instant::now();
                     let mut times = p.times;
-                    session
-                        .run(&p.input)
-                        .map(|output| {
-                            times.run = t.elapsed();
-                            tracing::debug!(index = p.index, "inference ends");
-                            Inferred {
-                                index: p.index,
-                                image: p.image,
-                                output,
-                                times,
-                            }
-                        })
-                        .map_err(|e| (p.index, e))
+                    quality::look(
+                        session,
+                        crop_preprocessor,
+                        &p.image,
+                        &p.input,
+                        quality,
+                        post,
+                    )
+                    .map(|output| {
+                        times.run = t.elapsed();
+                        tracing::debug!(index = p.index, "inference ends");
+                        Inferred {
+                            index: p.index,
+                            image: p.image,
+                            output,
+                            times,
+                        }
+                    })
+                    .map_err(|e| (p.index, e))
                 });
                 if inferred_tx.send(result).is_err() {
                     return;
@@ -216,10 +226,11 @@ fn finish(
     } = item;
     let job = &jobs[index];
     let t = Instant::now();
-    let mask = match postprocessor.alpha_mask(&output, post, image.width(), image.height()) {
-        Ok(mask) => mask,
-        Err(error) => return Outcome::Failed { index, error },
-    };
+    let mask =
+        match postprocessor.alpha_mask_from_looks(&output, post, image.width(), image.height()) {
+            Ok(mask) => mask,
+            Err(error) => return Outcome::Failed { index, error },
+        };
     let (image, mask) = match finish::render(&image, &mask, &job.strokes, &options.finish) {
         Ok(finished) => finished,
         Err(too_large) => {

@@ -6,6 +6,8 @@ use image::GrayImage;
 
 use crate::catalog::PostProcess;
 use crate::engine::inference::ModelOutput;
+use crate::engine::quality::{Looks, PixelRect};
+use crate::engine::refine::box_blur;
 use crate::error::Error;
 
 /// Reusable upsampling state.
@@ -64,6 +66,80 @@ impl Postprocessor {
             .collect();
         GrayImage::from_raw(width.max(1), height.max(1), pixels)
             .ok_or_else(|| bad("mask size mismatch".into()))
+    }
+}
+
+impl Postprocessor {
+    /// The alpha mask at `width`×`height` from every look the model took:
+    /// the whole photo's mask, with the subject pass (if any) taking over
+    /// near the subject's edge.
+    pub fn alpha_mask_from_looks(
+        &mut self,
+        looks: &Looks,
+        post: PostProcess,
+        width: u32,
+        height: u32,
+    ) -> Result<GrayImage, Error> {
+        let mut mask = self.alpha_mask(&looks.whole, post, width, height)?;
+        if let Some(subject) = &looks.subject {
+            let rect = subject.rect;
+            if rect.x1 > width || rect.y1 > height || rect.width() == 0 || rect.height() == 0 {
+                return Err(Error::ModelOutput {
+                    detail: format!("a subject crop {rect:?} outside the {width}×{height} photo"),
+                });
+            }
+            let closer = self.alpha_mask(&subject.output, post, rect.width(), rect.height())?;
+            // How many photo pixels one model pixel of the whole pass spans:
+            // the blur of its upscaled edge, and so the width of the band
+            // the closer look should redraw.
+            let upscale = (width as f32 / looks.whole.width as f32)
+                .max(height as f32 / looks.whole.height as f32);
+            let radius = (EDGE_BAND_MODEL_PIXELS * upscale).round().max(2.0) as usize;
+            blend_near_edge(&mut mask, &closer, rect, radius);
+        }
+        Ok(mask)
+    }
+}
+
+/// Half-width of the band (in model pixels of the whole pass) where the
+/// subject pass counts; it fades out over as much again. Chosen on the dev
+/// split among 2, 4 and 8 (they differed by under 0.001 boundary MAE).
+const EDGE_BAND_MODEL_PIXELS: f32 = 4.0;
+
+/// Inside `rect`, averages `mask` with `closer` within `radius` px of the
+/// mask's α = ½ edge, fading back to `mask` alone by `2·radius`. Far from
+/// the edge the whole pass stands, so the closer look refines the outline
+/// but cannot add or remove parts of the subject. On the dev split the
+/// average beat taking the closer look alone (boundary MAE 0.1208 vs
+/// 0.1215 in the band, 0.1237 over the whole crop): a crop sometimes makes
+/// a background object look like part of the subject.
+fn blend_near_edge(mask: &mut GrayImage, closer: &GrayImage, rect: PixelRect, radius: usize) {
+    let (w, h) = (rect.width() as usize, rect.height() as usize);
+    let stride = mask.width() as usize;
+    let inside: Vec<f32> = (0..h)
+        .flat_map(|y| {
+            let row = (rect.y0 as usize + y) * stride + rect.x0 as usize;
+            mask.as_raw()[row..row + w]
+                .iter()
+                .map(|&a| f32::from(u8::from(a >= 128)))
+        })
+        .collect();
+    // A box of side 4r+1 over the binary mask: 1/4..3/4 within r of a
+    // straight edge, 0 or 1 beyond 2r, a linear ramp between.
+    let cover = box_blur(&inside, w, h, 2 * radius);
+    let raw = mask.as_mut();
+    for y in 0..h {
+        let row = (rect.y0 as usize + y) * stride + rect.x0 as usize;
+        for x in 0..w {
+            let c = cover[y * w + x];
+            let weight = (4.0 * c.min(1.0 - c)).clamp(0.0, 1.0) * 0.5;
+            if weight <= 0.0 {
+                continue;
+            }
+            let a = f32::from(raw[row + x]);
+            let b = f32::from(closer.as_raw()[y * w + x]);
+            raw[row + x] = (a + (b - a) * weight).round().clamp(0.0, 255.0) as u8;
+        }
     }
 }
 

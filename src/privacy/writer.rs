@@ -138,7 +138,7 @@ impl StoreWriter {
                             let mask = if strokes.is_empty() && edges.is_identity() {
                                 mask
                             } else {
-                                Arc::new(finish_mask(&original, &mask, &strokes, &edges))
+                                Arc::new(finish_mask(&mask, &strokes, &edges))
                             };
                             let sample = TrainingSample {
                                 original: &original,
