@@ -192,7 +192,10 @@ fn the_best_quality_switch_redoes_the_image_on_screen() {
     });
     let standard = harness.state().workspace.items[0].mask.clone().unwrap();
     let switch = harness.get_by_label(BEST_QUALITY_LABEL);
-    assert_eq!(switch.accesskit_node().role(), egui::accesskit::Role::CheckBox);
+    assert_eq!(
+        switch.accesskit_node().role(),
+        egui::accesskit::Role::CheckBox
+    );
     switch.click();
     harness.step();
     assert_ne!(harness.state().workspace.items[0].status, Status::Done);

@@ -175,7 +175,6 @@ pub fn preview_mask(
         shift: (edges.shift as f32 * scale).round() as i32,
         feather: edges.feather * scale,
         despill: false,
-        ..*edges
     };
     refine::finish_mask(model_preview_mask, &strokes, &edges)
 }
