@@ -194,12 +194,25 @@ def main():
     print("image".ljust(40) + "".join(f"{n + ' IoU':>16}{n + ' bMAE':>16}" for n in names))
     for stem in stems:
         print(stem.ljust(40) + "".join(f"{results[n][stem]['iou']:>16.4f}{results[n][stem]['bmae']:>16.4f}" for n in names))
+    # With --split all, each split gets its own summary: dev is tuned on, test is reported.
+    groups = [(args.split, stems)]
+    if args.split == "all":
+        groups = [(sp, [s for s in stems if s.startswith(sp + "/")]) for sp in splits] + groups
+    for label, group in groups:
+        summarise(results, names, times if label == args.split else None, metrics, label, group)
+    if args.json:
+        args.json.write_text(json.dumps({"split": args.split, "times": times, "scores": results}, indent=1))
+
+
+def summarise(results, names, times, metrics, label, stems):
+    """Means, medians and paired win counts against the first pipeline."""
     print()
-    print(f"mean over {len(stems)} images ({args.split} split)")
+    print(f"mean over {len(stems)} images ({label} split)")
     print("pipeline".ljust(24) + "".join(f"{m:>10}" for m in metrics) + f"{'seconds':>10}")
     for n in names:
         means = [np.mean([results[n][s][m] for s in stems]) for m in metrics]
-        print(n.ljust(24) + "".join(f"{v:>10.4f}" for v in means) + f"{times[n]:>10.1f}")
+        seconds = f"{times[n]:>10.1f}" if times else ""
+        print(n.ljust(24) + "".join(f"{v:>10.4f}" for v in means) + seconds)
     # A few images where the model picks the wrong subject dominate the means; the
     # medians and the paired counts show what a change does to the typical image.
     print()
@@ -219,8 +232,6 @@ def main():
                 b = np.array([results[first][s][m] for s in stems])
                 wins.append(int((a > b).sum() if m == "iou" else (a < b).sum()))
             print(n.ljust(24) + "".join(f"{w:>7}/{len(stems):<2}" for w in wins))
-    if args.json:
-        args.json.write_text(json.dumps({"split": args.split, "times": times, "scores": results}, indent=1))
 
 
 if __name__ == "__main__":
