@@ -135,8 +135,10 @@ fn main_window_with_a_result_snapshot() {
     harness
         .state_mut()
         .open_paths(vec![fixture("photos/chelsea.jpg")]);
+    // Done, and the preview mask recomputed for the default edge settings.
     step_until(&mut harness, "the result", |app| {
-        app.workspace.items[0].status == Status::Done
+        let item = &app.workspace.items[0];
+        item.status == Status::Done && !item.preview_pending
     });
     // The inference time differs from run to run: keep it out of the image.
     let timing = harness.get_by_label_contains("last:").rect();

@@ -242,7 +242,7 @@ impl CanvasView {
             }
         });
 
-        // With despill or a layout set and the brush off, the canvas shows
+        // With a layout set and the brush off, the canvas shows
         // the export as it will look (GPU only; the CPU fallback keeps the
         // photo frame).
         let finished = match (&self.brush.mode, render_state) {

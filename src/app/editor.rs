@@ -200,10 +200,12 @@ pub fn scaled_settings(settings: &FinishSettings, scale: f32) -> FinishSettings 
     out
 }
 
-/// Whether the export differs from the photo-framed preview in more than
-/// the mask: then the canvas shows the finished preview.
+/// Whether the export is framed differently from the photo: then the
+/// canvas shows the finished preview. Colour-spill removal alone (on by
+/// default) keeps the live before/after view; it changes only the colours
+/// of edge pixels and is applied on export.
 pub fn needs_finished_preview(settings: &FinishSettings) -> bool {
-    settings.edges.despill || !settings.layout.is_identity()
+    !settings.layout.is_identity()
 }
 
 /// The export as it will look, at preview scale (colours and alpha).

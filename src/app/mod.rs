@@ -1200,7 +1200,12 @@ impl DesktopApp {
             return;
         };
         item.mask_version += 1;
-        if item.strokes.is_empty() && settings.is_identity() {
+        // The canvas shows the model's mask as it is (colour-spill removal,
+        // on by default, changes only exported colours): nothing to compute.
+        if item.strokes.is_empty()
+            && !edges.changes_mask()
+            && !editor::needs_finished_preview(&settings)
+        {
             item.preview_dirty = false;
             item.edited_preview_mask = None;
             item.finished_preview = None;

@@ -146,8 +146,12 @@ pub struct FinishArgs {
     /// Soft edge radius in pixels.
     #[arg(long, value_name = "PX", default_value_t = 0.0)]
     pub feather: f32,
-    /// Rebuild edge colours without the old background's tint.
+    /// Keep the photo's edge colours as they are (by default they are rebuilt
+    /// without the old background's tint).
     #[arg(long)]
+    pub no_despill: bool,
+    /// The default now; accepted so that scripts keep working.
+    #[arg(long, hide = true, conflicts_with = "no_despill")]
     pub despill: bool,
     /// Crop to the subject with this margin: 5% (of its longer side) or 40px.
     #[arg(long, value_name = "MARGIN")]
@@ -187,7 +191,7 @@ impl FinishArgs {
             edges: refine::EdgeSettings {
                 shift: self.shift,
                 feather: self.feather,
-                despill: self.despill,
+                despill: !self.no_despill,
             },
             layout: layout::LayoutSettings {
                 crop_margin: self.crop_margin,

@@ -231,7 +231,12 @@ fn finish(
             Ok(mask) => mask,
             Err(error) => return Outcome::Failed { index, error },
         };
-    let (image, mask) = match finish::render(&image, &mask, &job.strokes, &options.finish) {
+    // A mask file has no colours: decontaminating them would be wasted.
+    let mut settings = options.finish;
+    if options.encode.format == crate::engine::encode::OutputFormat::Mask {
+        settings.edges.despill = false;
+    }
+    let (image, mask) = match finish::render(&image, &mask, &job.strokes, &settings) {
         Ok(finished) => finished,
         Err(too_large) => {
             let error = Error::OutputTooLarge {

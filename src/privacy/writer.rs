@@ -135,7 +135,7 @@ impl StoreWriter {
                             if !gate.opted_in() {
                                 continue;
                             }
-                            let mask = if strokes.is_empty() && edges.is_identity() {
+                            let mask = if strokes.is_empty() && !edges.changes_mask() {
                                 mask
                             } else {
                                 Arc::new(finish_mask(&mask, &strokes, &edges))
