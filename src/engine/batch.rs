@@ -742,14 +742,16 @@ mod tests {
             ..BatchSettings::default()
         };
         assert_ne!(standard.fingerprint(), best.fingerprint());
-        // Outputs of earlier versions (no quality in the key) stay valid.
+        // Standard quality adds nothing to the key: outputs made before
+        // there was a choice stay valid.
         let key = format!(
-            "{}|{}|{:?}|{}|{}",
+            "{}|{}|{:?}|{}|{}|{:?}",
             standard.model,
             standard.format.extension(),
             standard.background.0,
             standard.pattern,
-            standard.mirror
+            standard.mirror,
+            standard.finish
         );
         let digest = Sha256::digest(key.as_bytes());
         let old: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();

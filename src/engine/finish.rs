@@ -81,7 +81,10 @@ mod tests {
     fn nothing_set_is_the_photo_and_the_mask_untouched() {
         let image = RgbaImage::from_pixel(4, 3, Rgba([1, 2, 3, 100]));
         let mask = GrayImage::from_pixel(4, 3, Luma([77]));
-        let (i, m) = render(&image, &mask, &[], &FinishSettings::default()).unwrap();
+        let mut nothing = FinishSettings::default();
+        nothing.edges.despill = false;
+        assert!(nothing.is_identity());
+        let (i, m) = render(&image, &mask, &[], &nothing).unwrap();
         assert_eq!((i, m), (image, mask));
     }
 
