@@ -994,8 +994,8 @@ impl DesktopApp {
         let image_id = item.id;
         let strokes = item.strokes.clone();
         let partials = self.partials_journal();
-        let finish = self.finish;
         let format = self.format;
+        let finish = self.finish.for_format(format);
         let background = self.view.background.clone();
         let gpu = self
             .render_state

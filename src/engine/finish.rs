@@ -23,6 +23,15 @@ impl FinishSettings {
     pub fn is_identity(&self) -> bool {
         self.edges.is_identity() && self.layout.is_identity()
     }
+
+    /// The settings as they apply to `format`: a mask file has no colours,
+    /// so decontaminating them would be wasted work.
+    pub fn for_format(mut self, format: super::encode::OutputFormat) -> Self {
+        if format == super::encode::OutputFormat::Mask {
+            self.edges.despill = false;
+        }
+        self
+    }
 }
 
 /// The picture to encode, as the encoder takes it: colours (alpha 255

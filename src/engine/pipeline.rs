@@ -231,11 +231,7 @@ fn finish(
             Ok(mask) => mask,
             Err(error) => return Outcome::Failed { index, error },
         };
-    // A mask file has no colours: decontaminating them would be wasted.
-    let mut settings = options.finish;
-    if options.encode.format == crate::engine::encode::OutputFormat::Mask {
-        settings.edges.despill = false;
-    }
+    let settings = options.finish.for_format(options.encode.format);
     let (image, mask) = match finish::render(&image, &mask, &job.strokes, &settings) {
         Ok(finished) => finished,
         Err(too_large) => {

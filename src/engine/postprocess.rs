@@ -67,9 +67,7 @@ impl Postprocessor {
         GrayImage::from_raw(width.max(1), height.max(1), pixels)
             .ok_or_else(|| bad("mask size mismatch".into()))
     }
-}
 
-impl Postprocessor {
     /// The alpha mask at `width`×`height` from every look the model took:
     /// the whole photo's mask, with the subject pass (if any) taking over
     /// near the subject's edge.

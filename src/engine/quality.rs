@@ -7,8 +7,8 @@
 //! - **Subject pass:** the model sees the whole photo squeezed to its input
 //!   square (1024² for ISNet), so a subject that fills a fifth of a 12 MP
 //!   frame is drawn with a few hundred pixels. A second pass on a crop
-//!   around the subject sees it several times larger; its answer replaces
-//!   is averaged with the first near the subject's edge only, so it sharpens
+//!   around the subject sees it several times larger; its answer is
+//!   averaged with the first near the subject's edge only, so it sharpens
 //!   the outline without letting a new crop change what counts as the subject.
 //!
 //! Which of these run, and how they merge, was chosen on the evaluation
@@ -168,24 +168,26 @@ fn run_mirrored(session: &mut InferenceSession, input: &ModelInput) -> Result<Mo
 
 /// `input` flipped left–right (each row of each channel reversed).
 pub fn mirror_input(input: &ModelInput) -> ModelInput {
-    let w = input.width as usize;
-    let mut data = input.data.clone();
-    for row in data.chunks_exact_mut(w.max(1)) {
-        row.reverse();
+    ModelInput {
+        data: mirror_rows(&input.data, input.width),
+        ..*input
     }
-    ModelInput { data, ..*input }
 }
 
 fn mirror_output(output: &ModelOutput) -> ModelOutput {
-    let w = output.width as usize;
-    let mut data = output.data.clone();
-    for row in data.chunks_exact_mut(w.max(1)) {
+    ModelOutput {
+        data: mirror_rows(&output.data, output.width),
+        ..*output
+    }
+}
+
+/// Planes of rows `width` long, each row reversed.
+fn mirror_rows(data: &[f32], width: u32) -> Vec<f32> {
+    let mut out = data.to_vec();
+    for row in out.chunks_exact_mut((width as usize).max(1)) {
         row.reverse();
     }
-    ModelOutput {
-        data,
-        ..output.clone()
-    }
+    out
 }
 
 /// The part of the photo worth a second look: the box around the model's
