@@ -1,5 +1,6 @@
-//! Background work for an interactive front end: one decode thread and one
-//! inference thread (the only owner of the ONNX session), fed and answered
+//! Background work for an interactive front end: one decode thread, one
+//! inference thread (the only owner of the model's ONNX session) and one
+//! preview thread (the only owner of the small preview model's), fed and answered
 //! over bounded channels. The front end passes a `wake` callback (egui's
 //! `request_repaint`) that is called after every event, so it never polls
 //! and never blocks on decoding, inference or a lock the worker needs.
@@ -85,6 +86,9 @@ pub enum Event {
         preview_mask: Arc<GrayImage>,
         inference: Duration,
     },
+    /// The preview model is loaded and warmed: previews from now on come
+    /// at their steady speed.
+    PreviewModelReady,
     /// The earlier session's mask, instead of `Finished`.
     Restored {
         id: ImageId,
@@ -121,8 +125,16 @@ pub struct WorkerConfig {
 /// The small fast model whose cut-out is shown while the full model runs.
 pub const PREVIEW_MODEL: &str = "u2netp";
 
+/// What the preview thread is asked to do.
+enum PreviewJob {
+    /// Load and warm the model now (the switch was just turned on).
+    WarmUp,
+    Image(ImageId, Arc<RgbaImage>),
+}
+
 pub struct Worker {
     commands: Sender<Command>,
+    previews: Sender<PreviewJob>,
     batches: Sender<BatchJob>,
     events: Receiver<Event>,
     cancelled: Arc<Mutex<HashSet<ImageId>>>,
@@ -140,12 +152,12 @@ struct Previewer {
 }
 
 impl Previewer {
-    fn mask(
+    /// Loads the preview model once; `None` while it is not installed.
+    fn load(
         &mut self,
         config: &WorkerConfig,
         catalog: &crate::catalog::ModelCatalog,
-        image: &RgbaImage,
-    ) -> Option<GrayImage> {
+    ) -> Option<&mut Engine> {
         if self.engine.is_none() && !self.broken {
             match Engine::load(&config.dirs, catalog, Some(PREVIEW_MODEL), &config.session) {
                 Ok(engine) => self.engine = Some(engine),
@@ -157,7 +169,31 @@ impl Previewer {
                 }
             }
         }
-        match self.engine.as_mut()?.mask(image) {
+        self.engine.as_mut()
+    }
+
+    /// Loads and warms the preview model before the first photo, so that
+    /// the first preview is as quick as the next ones. `true` once it is.
+    fn warm_up(&mut self, config: &WorkerConfig, catalog: &crate::catalog::ModelCatalog) -> bool {
+        let Some(engine) = self.load(config, catalog) else {
+            return false;
+        };
+        match engine.warm_up() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("preview warm-up failed: {e}");
+                false
+            }
+        }
+    }
+
+    fn mask(
+        &mut self,
+        config: &WorkerConfig,
+        catalog: &crate::catalog::ModelCatalog,
+        image: &RgbaImage,
+    ) -> Option<GrayImage> {
+        match self.load(config, catalog)?.mask(image) {
             Ok(mask) => Some(mask),
             Err(e) => {
                 tracing::warn!("preview failed: {e}");
@@ -177,13 +213,16 @@ const EVENT_QUEUE: usize = 64;
 pub const PREVIEW_SIDE: u32 = 2048;
 
 impl Worker {
-    /// Starts both threads; the model loads in the background. Fails only
+    /// Starts the decode, preview and inference threads; the model loads in the background. Fails only
     /// when the system cannot start a thread (out of memory or processes).
     pub fn spawn(config: WorkerConfig, wake: Arc<dyn Fn() + Send + Sync>) -> std::io::Result<Self> {
         let (commands, command_rx) = bounded::<Command>(COMMAND_QUEUE);
         let (decoded_tx, decoded_rx) = bounded::<(ImageId, Arc<RgbaImage>)>(DECODED_QUEUE);
         let (event_tx, events) = bounded::<Event>(EVENT_QUEUE);
         let (batches, batch_rx) = bounded::<BatchJob>(1);
+        // One image at most waits for a preview; a newer one is not
+        // previewed rather than queued (its full result is on the way).
+        let (previews, preview_rx) = bounded::<PreviewJob>(1);
         let cancelled = Arc::new(Mutex::new(HashSet::new()));
         let shutdown = Arc::new(AtomicBool::new(false));
         let emit = {
@@ -201,6 +240,9 @@ impl Worker {
             let emit = emit.clone();
             let limits = config.limits;
             let shutdown = shutdown.clone();
+            let preview_on = config.preview.clone();
+            let full_model_is_preview = config.model.as_deref() == Some(PREVIEW_MODEL);
+            let preview_tx = previews.clone();
             std::thread::Builder::new()
                 .name("decode".into())
                 .spawn(move || {
@@ -260,12 +302,69 @@ impl Worker {
                                     }
                                     continue;
                                 }
+                                if preview_on.load(Ordering::Relaxed) && !full_model_is_preview {
+                                    // Dropped when the preview thread is busy: a preview
+                                    // is a courtesy, never a reason to wait.
+                                    let _ =
+                                        preview_tx.try_send(PreviewJob::Image(id, image.clone()));
+                                }
                                 if decoded_tx.send((id, image)).is_err() {
                                     return;
                                 }
                             }
                             Err(e) => {
                                 emit(&events, Event::Failed { id, message: e });
+                            }
+                        }
+                    }
+                })?
+        };
+
+        // The preview model runs beside the full one rather than before it:
+        // the full result is not delayed by the preview's run (the window
+        // gives the full model one core; the other mostly idles while it runs).
+        let preview = {
+            let events = event_tx.clone();
+            let cancelled = cancelled.clone();
+            let shutdown = shutdown.clone();
+            let config = config.clone();
+            let emit = emit.clone();
+            std::thread::Builder::new()
+                .name("preview".into())
+                .spawn(move || {
+                    let catalog = crate::models::profile_catalog(&config.dirs);
+                    let mut previewer = Previewer::default();
+                    let mut warm = false;
+                    let mut warm_up = |previewer: &mut Previewer| {
+                        if !warm && previewer.warm_up(&config, &catalog) {
+                            warm = true;
+                            return emit(&events, Event::PreviewModelReady);
+                        }
+                        true
+                    };
+                    if config.preview.load(Ordering::Relaxed) && !warm_up(&mut previewer) {
+                        return;
+                    }
+                    for job in preview_rx {
+                        if shutdown.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let (id, image) = match job {
+                            PreviewJob::WarmUp => {
+                                if !warm_up(&mut previewer) {
+                                    return;
+                                }
+                                continue;
+                            }
+                            PreviewJob::Image(id, image) => (id, image),
+                        };
+                        if is_cancelled(&cancelled, id) {
+                            continue;
+                        }
+                        if let Some(mask) = previewer.mask(&config, &catalog, &image) {
+                            let preview_mask = Arc::new(preview_mask(&mask, PREVIEW_SIDE));
+                            if !emit(&events, Event::Preview { id, preview_mask }) {
+                                return;
                             }
                         }
                     }
@@ -280,18 +379,18 @@ impl Worker {
                 .name("inference".into())
                 .spawn(move || {
                     let catalog = crate::models::profile_catalog(&config.dirs);
-                    let mut previewer = Previewer::default();
                     let mut engine = match Engine::load(
                         &config.dirs,
                         &catalog,
                         config.model.as_deref(),
                         &config.session,
                     ) {
-                        Ok(engine) => {
-                            // No warm-up run: measured in the real window
-                            // (scripts/bench-first-minute) it delayed "ready"
-                            // by a whole inference and did not shorten the
-                            // first result (see the README's first-minute figures).
+                        Ok(mut engine) => {
+                            // "Ready" means the first photo runs at the steady
+                            // speed (scripts/bench-first-minute measures it).
+                            if let Err(e) = engine.warm_up() {
+                                tracing::warn!("warm-up run failed: {e}");
+                            }
                             emit(
                                 &events,
                                 Event::EngineReady {
@@ -355,15 +454,6 @@ impl Worker {
                         }
                         emit(&events, Event::Started { id });
                         let t = Instant::now();
-                        if config.preview.load(Ordering::Relaxed)
-                            && engine.model.id != PREVIEW_MODEL
-                            && let Some(mask) = previewer.mask(&config, &catalog, &image)
-                        {
-                            let preview_mask = Arc::new(preview_mask(&mask, PREVIEW_SIDE));
-                            if !emit(&events, Event::Preview { id, preview_mask }) {
-                                return;
-                            }
-                        }
                         let quality = if config.best_quality.load(Ordering::Relaxed) {
                             Quality::Best
                         } else {
@@ -399,11 +489,12 @@ impl Worker {
 
         Ok(Self {
             commands,
+            previews,
             batches,
             events,
             cancelled,
             shutdown,
-            threads: vec![decode, inference],
+            threads: vec![decode, preview, inference],
         })
     }
 
@@ -411,10 +502,12 @@ impl Worker {
     /// image is refused at once (the caller says why) instead of waiting.
     pub fn unavailable() -> Self {
         let (commands, _) = bounded(1);
+        let (previews, _) = bounded(1);
         let (batches, _) = bounded(1);
         let (_, events) = bounded(1);
         Self {
             commands,
+            previews,
             batches,
             events,
             cancelled: Arc::default(),
@@ -452,6 +545,12 @@ impl Worker {
         self.batches.try_send(job).is_ok()
     }
 
+    /// Loads and warms the preview model now, before the next photo needs
+    /// it; [`Event::PreviewModelReady`] says when it is done.
+    pub fn warm_preview(&self) {
+        let _ = self.previews.try_send(PreviewJob::WarmUp);
+    }
+
     pub fn cancel(&self, id: ImageId) {
         // Marked at once, so that both threads see it whatever they are doing.
         self.cancelled
@@ -474,7 +573,7 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Stop both loops, close the command channel, and drain events so
+        // Stop the loops, close the command channel, and drain events so
         // neither thread blocks on a send while winding down. An inference
         // already running finishes first (ONNX Runtime cannot be interrupted
         // mid-graph without tearing the session down).
@@ -483,6 +582,8 @@ impl Drop for Worker {
         drop(std::mem::replace(&mut self.commands, dead_tx));
         let (dead_tx, _) = bounded(1);
         drop(std::mem::replace(&mut self.batches, dead_tx));
+        let (dead_tx, _) = bounded(1);
+        drop(std::mem::replace(&mut self.previews, dead_tx));
         for thread in self.threads.drain(..) {
             while !thread.is_finished() {
                 let _ = self.events.recv_timeout(Duration::from_millis(20));

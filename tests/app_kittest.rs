@@ -300,7 +300,17 @@ fn the_instant_preview_comes_first_then_the_full_result_replaces_it() {
     use backgrounderase::app::{PREVIEW_LABEL, PREVIEW_MARK};
     let (_home, mut harness) = app_harness();
     harness.get_by_label(PREVIEW_LABEL).click();
+    // Turning it on loads and warms the preview model at once, and says so.
     harness.run_steps(2);
+    harness.get_by_label_contains("loading the preview model");
+    step_until(&mut harness, "the preview model", |app| {
+        app.preview_model_ready && matches!(app.engine, EngineStatus::Ready { .. })
+    });
+    assert!(
+        harness
+            .query_by_label_contains("loading the preview model")
+            .is_none()
+    );
     harness
         .state_mut()
         .open_paths(vec![common::fixture("photos/chelsea.jpg")]);

@@ -186,6 +186,8 @@ pub struct DesktopApp {
     pub finish: FinishSettings,
     pub notices: Vec<Notice>,
     pub last_inference: Option<Duration>,
+    /// The preview model is loaded and warmed (its first preview is quick).
+    pub preview_model_ready: bool,
     pub batch: BatchPanel,
     /// Set when the window renders with wgpu: the canvas and exports then
     /// go through the WGSL compositor.
@@ -371,6 +373,7 @@ impl DesktopApp {
             finish: FinishSettings::default(),
             notices,
             last_inference: None,
+            preview_model_ready: false,
             batch: BatchPanel::default(),
             render_state,
             compositor,
@@ -644,6 +647,8 @@ impl DesktopApp {
         // Dropping waits for a running inference: not on the UI thread.
         std::thread::spawn(move || drop(old));
         self.engine = EngineStatus::Loading;
+        // The new worker warms its own preview model when the switch is on.
+        self.preview_model_ready = false;
         let ids: Vec<_> = self.workspace.items.iter().map(|i| i.id).collect();
         for id in ids {
             self.reprocess(id);
@@ -758,7 +763,9 @@ impl DesktopApp {
 
     /// Opens files, and the images directly inside folders.
     pub fn open_paths(&mut self, paths: Vec<PathBuf>) {
-        if let Some(t) = &self.timeline {
+        // Launched without photos: nothing opened (the timeline's counts
+        // pair each "opened" with a result).
+        if let Some(t) = self.timeline.as_ref().filter(|_| !paths.is_empty()) {
             t.mark("opened");
         }
         for path in expand_folders(paths) {
@@ -833,8 +840,19 @@ impl DesktopApp {
                     }
                     self.engine = EngineStatus::Failed(message);
                 }
-                Event::Decoded { id, image, preview } => self.workspace.decoded(id, image, preview),
-                Event::Started { id } => self.workspace.set_status(id, Status::Removing),
+                Event::Decoded { id, image, preview } => {
+                    if let Some(t) = &self.timeline {
+                        t.mark("decoded");
+                    }
+                    self.workspace.decoded(id, image, preview)
+                }
+                Event::Started { id } => {
+                    if let Some(t) = &self.timeline {
+                        t.mark("started");
+                    }
+                    self.workspace.set_status(id, Status::Removing)
+                }
+                Event::PreviewModelReady => self.preview_model_ready = true,
                 Event::Preview { id, preview_mask } => {
                     if let Some(t) = &self.timeline {
                         t.mark("preview");
@@ -1555,6 +1573,12 @@ impl DesktopApp {
             );
         if response.changed() {
             self.preview.store(on, Ordering::Relaxed);
+            if on {
+                self.worker.warm_preview();
+            }
+        }
+        if on && installed && !self.preview_model_ready {
+            ui.weak("loading the preview model…");
         }
         let row = self
             .model_manager
