@@ -291,7 +291,7 @@ fn focused(harness: &Harness<'_, DesktopApp>) -> Option<String> {
         .map(|n| n.accesskit_node().label().unwrap_or_default())
 }
 
-/// The instant preview, switched on in the inspector: U²-Net portable's
+/// The instant preview, on by default in the inspector: U²-Net portable's
 /// quick cut-out is on the canvas, marked as a preview, before ISNet's result
 /// replaces it; the brush does not paint on it, and the preview is never what
 /// is exported.
@@ -299,10 +299,14 @@ fn focused(harness: &Harness<'_, DesktopApp>) -> Option<String> {
 fn the_instant_preview_comes_first_then_the_full_result_replaces_it() {
     use backgrounderase::app::{PREVIEW_LABEL, PREVIEW_MARK};
     let (_home, mut harness) = app_harness();
-    harness.get_by_label(PREVIEW_LABEL).click();
-    // Turning it on loads and warms the preview model at once, and says so.
-    harness.run_steps(2);
-    harness.get_by_label_contains("loading the preview model");
+    // On by default, once its model is installed; warmed from the start.
+    assert_eq!(
+        harness
+            .get_by_label(PREVIEW_LABEL)
+            .accesskit_node()
+            .toggled(),
+        Some(egui::accesskit::Toggled::True)
+    );
     step_until(&mut harness, "the preview model", |app| {
         app.preview_model_ready && matches!(app.engine, EngineStatus::Ready { .. })
     });
@@ -357,6 +361,10 @@ fn the_instant_preview_offers_its_model_when_missing() {
     harness.run_steps(2);
     let switch = harness.get_by_label(PREVIEW_LABEL);
     assert!(switch.accesskit_node().is_disabled());
+    assert_eq!(
+        switch.accesskit_node().toggled(),
+        Some(egui::accesskit::Toggled::False)
+    );
     harness.get_by_label_contains("Get the preview model (4.2 MB)");
 }
 

@@ -1,7 +1,8 @@
 //! The first minute, timed in the real window for `scripts/bench-first-minute`.
 //! Enabled only by `BACKGROUNDERASE_TIMELINE=<file>`: the app appends one line
-//! per milestone — `first_frame`, `ready` (model loaded and warmed up),
-//! `opened`, `result` — each with the wall clock in milliseconds, so the
+//! per milestone — `first_frame`, `ready` (model loaded and warmed up), and
+//! for each photo `opened`, `decoded`, `started` (the model began), `preview`
+//! and `result` — each with the wall clock in milliseconds, so the
 //! script can measure from the moment it launched the process.
 //!
 //! Names only the milestone, never an image: the file is the benchmark's.
