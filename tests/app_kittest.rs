@@ -492,11 +492,38 @@ fn harness_for<'a>(dirs: &AppDirs) -> Harness<'a, DesktopApp> {
 }
 
 fn harness_with<'a>(dirs: &AppDirs, cleanup: Cleanup) -> Harness<'a, DesktopApp> {
-    let dirs = dirs.clone();
+    harness_on(dirs, cleanup, None)
+}
+
+/// The small fast model (U²-Net portable, ≈ 0.25 s a photo here) for tests
+/// that need *a* model rather than *the* model (retention, uploads, purges);
+/// whatever is about the cut-out itself runs on the default.
+const FAST_MODEL: &str = "u2netp";
+
+fn fast_harness_for<'a>(dirs: &AppDirs) -> Harness<'a, DesktopApp> {
+    fast_harness_with(
+        dirs,
+        Cleanup::Scheduled {
+            scheduler: Scheduler::Systemd,
+        },
+    )
+}
+
+fn fast_harness_with<'a>(dirs: &AppDirs, cleanup: Cleanup) -> Harness<'a, DesktopApp> {
+    harness_on(dirs, cleanup, Some(FAST_MODEL))
+}
+
+fn harness_on<'a>(
+    dirs: &AppDirs,
+    cleanup: Cleanup,
+    model: Option<&str>,
+) -> Harness<'a, DesktopApp> {
+    let mut start = AppStart::new(dirs.clone(), cleanup);
+    start.model = model.map(str::to_string);
     Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .wgpu()
-        .build_eframe(move |cc| DesktopApp::new(cc, AppStart::new(dirs, cleanup)))
+        .build_eframe(move |cc| DesktopApp::new(cc, start))
 }
 
 #[test]
@@ -627,7 +654,7 @@ fn the_app_uploads_only_with_consent_and_brings_back_recent_work() {
     let photos = [fixture("photos/coffee.jpg"), fixture("photos/chelsea.jpg")];
 
     // Opted out (the default): process and export two photos.
-    let mut harness = harness_for(&dirs);
+    let mut harness = fast_harness_for(&dirs);
     harness.state_mut().open_paths(photos.to_vec());
     step_until(&mut harness, "both results", |app| {
         app.workspace.items.iter().all(|i| i.status == Status::Done)
@@ -680,7 +707,7 @@ fn the_app_uploads_only_with_consent_and_brings_back_recent_work() {
     drop(harness);
 
     // Restart: the recent work comes back with its results, no inference.
-    let mut harness = harness_for(&dirs);
+    let mut harness = fast_harness_for(&dirs);
     step_until(&mut harness, "restored results", |app| {
         app.workspace.items.len() == 2
             && app.workspace.items.iter().all(|i| i.status == Status::Done)
@@ -711,7 +738,7 @@ fn after_25_hours_nothing_is_left_unless_opted_in() {
             ..Default::default()
         };
         settings::save(&dirs.config, &consent).unwrap();
-        let mut harness = harness_for(&dirs);
+        let mut harness = fast_harness_for(&dirs);
         harness
             .state_mut()
             .open_paths(vec![fixture("photos/coffee.jpg")]);
@@ -1246,14 +1273,14 @@ fn without_a_scheduler_recent_work_is_neither_kept_nor_restored() {
         why: "none in this test".into(),
     };
     // A session with the scheduler leaves its work (as after a crash).
-    let mut harness = harness_for(&dirs);
+    let mut harness = fast_harness_for(&dirs);
     harness
         .state_mut()
         .open_paths(vec![fixture("photos/coffee.jpg")]);
     wait_until_kept(&mut harness, 1);
     std::mem::forget(harness); // no exit handler: like a crash
 
-    let mut harness = harness_with(&dirs, session_only());
+    let mut harness = fast_harness_with(&dirs, session_only());
     harness.step();
     let store = harness.state().privacy.as_ref().unwrap().store.clone();
     assert_eq!(store.stats().items, 0, "deleted before anything else");
@@ -1283,7 +1310,7 @@ fn without_a_scheduler_recent_work_is_neither_kept_nor_restored() {
 fn a_purge_from_the_account_page_is_not_undone_by_the_open_images() {
     use backgrounderase::app::Page;
     let (_home, dirs) = fresh_profile();
-    let mut harness = harness_for(&dirs);
+    let mut harness = fast_harness_for(&dirs);
     harness
         .state_mut()
         .open_paths(vec![fixture("photos/coffee.jpg")]);
