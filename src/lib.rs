@@ -22,6 +22,7 @@ pub mod models;
 pub mod net;
 pub mod partials;
 pub mod paths;
+pub mod prefs;
 pub mod privacy;
 pub mod runtime;
 pub mod setup;

@@ -1387,3 +1387,91 @@ fn an_opt_out_that_cannot_be_saved_still_wins_and_says_not_saved() {
         "and the settings now say so too"
     );
 }
+
+/// What the user chose in the window comes back at the next start: export
+/// format, edge settings, background, page, appearance, best quality and the
+/// preview switch. Nothing of the images is in that file, and a picture
+/// background (the user's own file) is not kept.
+#[test]
+fn the_window_settings_survive_a_restart_and_hold_nothing_of_the_images() {
+    use backgrounderase::app::{BEST_QUALITY_LABEL, PREVIEW_LABEL, Page};
+    use backgrounderase::prefs::PREFERENCES_FILE;
+    let (_home, dirs) = fresh_profile();
+    let file = dirs.config.join(PREFERENCES_FILE);
+    let read = |file: &Path| std::fs::read_to_string(file).unwrap_or_default();
+    {
+        let mut harness = harness_for(&dirs);
+        harness
+            .state_mut()
+            .open_paths(vec![fixture("photos/coffee.jpg")]);
+        step_until(&mut harness, "the result", |app| {
+            app.workspace.items[0].status == Status::Done
+        });
+        harness.get_by_label(BEST_QUALITY_LABEL).click();
+        harness.get_by_label(PREVIEW_LABEL).click();
+        harness.step();
+        {
+            let app = harness.state_mut();
+            app.format = OutputFormat::Webp;
+            app.finish.edges.feather = 3.0;
+            app.view.background = Background::Colour([200, 10, 10]);
+            app.page = Page::Batch;
+        }
+        harness.ctx.set_theme(egui::ThemePreference::Dark);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !read(&file).contains("Webp") || !read(&file).contains("Dark") {
+            assert!(Instant::now() < deadline, "not saved: {:?}", read(&file));
+            harness.step();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = read(&file);
+        assert!(!text.contains("coffee"), "{text}");
+        assert!(!text.contains(&*dirs.data.to_string_lossy()), "{text}");
+    }
+    let mut harness = harness_for(&dirs);
+    harness.run_steps(2);
+    {
+        let app = harness.state();
+        assert_eq!(app.format, OutputFormat::Webp);
+        assert_eq!(app.finish.edges.feather, 3.0);
+        assert!(
+            app.finish.edges.despill,
+            "untouched settings keep their default"
+        );
+        assert_eq!(app.view.background, Background::Colour([200, 10, 10]));
+        assert_eq!(app.page, Page::Batch);
+    }
+    assert_eq!(
+        harness.ctx.options(|o| o.theme_preference),
+        egui::ThemePreference::Dark
+    );
+    harness.state_mut().page = Page::Workspace;
+    harness
+        .state_mut()
+        .open_paths(vec![fixture("photos/coffee.jpg")]);
+    step_until(&mut harness, "the result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    let toggled = |harness: &Harness<'_, DesktopApp>, label| {
+        harness.get_by_label(label).accesskit_node().toggled()
+    };
+    assert_eq!(
+        toggled(&harness, BEST_QUALITY_LABEL),
+        Some(egui::accesskit::Toggled::True)
+    );
+    assert_eq!(
+        toggled(&harness, PREVIEW_LABEL),
+        Some(egui::accesskit::Toggled::False)
+    );
+    // A picture of the user's is shown, and kept as "transparent".
+    harness.state_mut().view.background = Background::Picture {
+        key: 1,
+        image: Arc::new(image::RgbaImage::new(4, 4)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !read(&file).contains("Transparent") {
+        assert!(Instant::now() < deadline, "not saved: {:?}", read(&file));
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

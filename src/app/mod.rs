@@ -35,6 +35,7 @@ use crate::gpu::Compositor;
 use crate::instance::{FirstInstance, Handoff, InstanceGuard};
 use crate::models::manager::{ManagerEvent, ModelManager};
 use crate::paths::AppDirs;
+use crate::prefs::{self, Appearance, Preferences, SavedBackground, SavedPage};
 use crate::privacy::Privacy;
 use crate::privacy::recent::{self, Kept};
 use crate::privacy::schedule::Cleanup;
@@ -108,12 +109,6 @@ pub enum Page {
 /// sweep with nothing to delete reads the index and writes nothing), and
 /// short, so that a clock that jumps while the app runs is acted on soon.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
-/// Whether the preview model's quick cut-out is shown first (once the
-/// preview model is installed). On: `scripts/bench-first-minute`, which runs
-/// both modes side by side, measured the full result 5.9 % later with it
-/// (it runs on its own thread beside the full model; the README has the figures).
-const PREVIEW_BY_DEFAULT: bool = true;
 
 /// The inspector's switch for the preview model's quick cut-out.
 pub const PREVIEW_LABEL: &str = "Instant preview";
@@ -209,6 +204,38 @@ pub struct DesktopApp {
     ctx: egui::Context,
     frame_probe: Option<frame_probe::FrameProbe>,
     timeline: Option<timeline::Timeline>,
+    /// What the user chose, as last handed to `prefs_saver`.
+    saved_prefs: Preferences,
+    prefs_saver: Option<PrefsSaver>,
+}
+
+/// Writes the preferences off the UI thread (an atomic write flushes to
+/// disk); only the newest of several quick changes is written.
+struct PrefsSaver {
+    tx: Sender<Preferences>,
+}
+
+impl PrefsSaver {
+    fn spawn(config_dir: PathBuf) -> Option<Self> {
+        let (tx, rx) = bounded::<Preferences>(4);
+        let spawned = std::thread::Builder::new()
+            .name("preferences".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let newest = rx.try_iter().last().unwrap_or(first);
+                    if let Err(e) = prefs::save(&config_dir, &newest) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Self { tx }),
+            Err(e) => {
+                tracing::warn!("window settings will not be kept ({e})");
+                None
+            }
+        }
+    }
 }
 
 /// What a short background task (export, loading a picture) reports.
@@ -332,15 +359,27 @@ impl DesktopApp {
             Arc::new(move || wake_ctx.request_repaint()),
         );
         let model = model.unwrap_or_else(|| model_manager.catalog().default_model.clone());
+        let (prefs, prefs_error) = prefs::load(&dirs.config);
+        if let Some(e) = prefs_error {
+            notices.push(Notice {
+                text: format!("Your window settings were not read, the defaults are used: {e}"),
+                is_error: true,
+            });
+        }
         // BACKGROUNDERASE_PREVIEW=1/0 sets it for a run (the benchmark's
         // two modes); the inspector's switch changes it while running.
         let preview_on = match std::env::var("BACKGROUNDERASE_PREVIEW").as_deref() {
             Ok("1") => true,
             Ok("0") => false,
-            _ => PREVIEW_BY_DEFAULT,
+            _ => prefs.instant_preview,
         };
         let preview = Arc::new(AtomicBool::new(preview_on));
-        let best_quality = Arc::new(AtomicBool::new(false));
+        let best_quality = Arc::new(AtomicBool::new(prefs.best_quality));
+        ctx.set_theme(match prefs.appearance {
+            Appearance::System => egui::ThemePreference::System,
+            Appearance::Light => egui::ThemePreference::Light,
+            Appearance::Dark => egui::ThemePreference::Dark,
+        });
         let worker = spawn_worker(ctx, &dirs, &model, (&preview, &best_quality), &mut notices);
         let (handoff, instance) = match instance {
             Some(first) => {
@@ -350,9 +389,15 @@ impl DesktopApp {
             }
             None => (None, None),
         };
+        let prefs_saver = PrefsSaver::spawn(dirs.config.clone());
         let mut app = Self {
             worker,
-            page: Page::Workspace,
+            page: match prefs.page {
+                SavedPage::Workspace => Page::Workspace,
+                SavedPage::Batch => Page::Batch,
+                SavedPage::Models => Page::Models,
+                SavedPage::Account => Page::Account,
+            },
             privacy,
             store_writer,
             uploader,
@@ -369,8 +414,8 @@ impl DesktopApp {
             workspace: Workspace::default(),
             engine: EngineStatus::Loading,
             view: CanvasView::default(),
-            format: OutputFormat::Png,
-            finish: FinishSettings::default(),
+            format: prefs.format,
+            finish: prefs.finish,
             notices,
             last_inference: None,
             preview_model_ready: false,
@@ -390,10 +435,63 @@ impl DesktopApp {
             ctx: ctx.clone(),
             frame_probe: frame_probe::FrameProbe::from_env(),
             timeline: timeline::Timeline::from_env(),
+            saved_prefs: prefs,
+            prefs_saver,
+        };
+        app.view.background = match app.saved_prefs.background {
+            SavedBackground::Transparent => Background::Transparent,
+            SavedBackground::Colour(rgb) => Background::Colour(rgb),
+            SavedBackground::Blur => Background::Blur,
         };
         app.restore_recent_work();
         app.open_paths(paths);
         app
+    }
+
+    /// What the user chose now, as kept for the next start.
+    fn preferences(&self) -> Preferences {
+        Preferences {
+            format: self.format,
+            finish: self.finish,
+            background: match self.view.background {
+                Background::Colour(rgb) => SavedBackground::Colour(rgb),
+                Background::Blur => SavedBackground::Blur,
+                // A picture is the user's own file: never kept.
+                Background::Transparent | Background::Picture { .. } => {
+                    SavedBackground::Transparent
+                }
+            },
+            page: match self.page {
+                Page::Workspace => SavedPage::Workspace,
+                Page::Batch => SavedPage::Batch,
+                Page::Models => SavedPage::Models,
+                Page::Account => SavedPage::Account,
+            },
+            appearance: match self.ctx.options(|o| o.theme_preference) {
+                egui::ThemePreference::System => Appearance::System,
+                egui::ThemePreference::Light => Appearance::Light,
+                egui::ThemePreference::Dark => Appearance::Dark,
+            },
+            best_quality: self.best_quality.load(Ordering::Relaxed),
+            instant_preview: self.preview.load(Ordering::Relaxed),
+            ..self.saved_prefs.clone()
+        }
+    }
+
+    /// Hands changed preferences to the saver (a comparison per frame).
+    fn keep_preferences(&mut self) {
+        let now = self.preferences();
+        if now == self.saved_prefs {
+            return;
+        }
+        let sent = match &self.prefs_saver {
+            Some(saver) => saver.tx.try_send(now.clone()).is_ok(),
+            None => true,
+        };
+        // A full queue: tried again next frame.
+        if sent {
+            self.saved_prefs = now;
+        }
     }
 
     /// Starts the batch panel's batch on its own thread.
@@ -1714,6 +1812,7 @@ impl eframe::App for DesktopApp {
         self.drain_events();
         self.handle_input(ui);
         self.sweep_if_due();
+        self.keep_preferences();
 
         egui::Panel::top("pages").show(ui, |ui| {
             ui.horizontal(|ui| {

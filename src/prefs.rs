@@ -1,0 +1,204 @@
+//! What the user chose in the window, kept for the next start: the export
+//! format, edge and layout settings, the background, the page, appearance,
+//! quality and the instant preview. Plain data, read and written here, shown
+//! by the front end.
+//!
+//! Never anything of an image: no names, paths or pixels. A picture chosen
+//! as the background is the user's file, so it comes back as transparent.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::encode::OutputFormat;
+use crate::engine::finish::FinishSettings;
+
+pub const PREFERENCES_FILE: &str = "preferences.ron";
+const SCHEMA_VERSION: u32 = 1;
+
+/// The background shown behind the cut-out and used for exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SavedBackground {
+    #[default]
+    Transparent,
+    Colour([u8; 3]),
+    /// The photo itself, blurred.
+    Blur,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SavedPage {
+    #[default]
+    Workspace,
+    Batch,
+    Models,
+    Account,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Appearance {
+    /// Follows the system's light or dark setting.
+    #[default]
+    System,
+    Light,
+    Dark,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Preferences {
+    pub schema_version: u32,
+    pub format: OutputFormat,
+    pub finish: FinishSettings,
+    pub background: SavedBackground,
+    pub page: SavedPage,
+    pub appearance: Appearance,
+    pub best_quality: bool,
+    pub instant_preview: bool,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            format: OutputFormat::default(),
+            finish: FinishSettings::default(),
+            background: SavedBackground::default(),
+            page: SavedPage::default(),
+            appearance: Appearance::default(),
+            best_quality: false,
+            instant_preview: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not {action} ({source}): {}", path.display())]
+pub struct PreferencesError {
+    pub action: &'static str,
+    pub source: std::io::Error,
+    pub path: PathBuf,
+}
+
+/// Reads the preferences from `config_dir`. Missing means the defaults; a
+/// file that cannot be read or parsed also means the defaults, with the
+/// reason (the file is left alone until the next change is saved).
+pub fn load(config_dir: &Path) -> (Preferences, Option<PreferencesError>) {
+    let path = config_dir.join(PREFERENCES_FILE);
+    let text = match crate::limits::read_settings_text(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (Preferences::default(), None);
+        }
+        Err(source) => {
+            let error = PreferencesError {
+                action: "read the preferences",
+                source,
+                path,
+            };
+            return (Preferences::default(), Some(error));
+        }
+    };
+    match ron::from_str::<Preferences>(&text) {
+        Ok(prefs) => (prefs, None),
+        Err(e) => {
+            let error = PreferencesError {
+                action: "read the preferences",
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                path,
+            };
+            (Preferences::default(), Some(error))
+        }
+    }
+}
+
+/// Writes the preferences atomically (the old file or the new one, never a
+/// torn one), readable by the owner only.
+pub fn save(config_dir: &Path, prefs: &Preferences) -> Result<(), PreferencesError> {
+    let path = config_dir.join(PREFERENCES_FILE);
+    let err = |action| {
+        let path = path.clone();
+        move |source| PreferencesError {
+            action,
+            source,
+            path,
+        }
+    };
+    crate::fsutil::private_dir(config_dir).map_err(err("create the settings folder"))?;
+    let text = ron::ser::to_string_pretty(prefs, ron::ser::PrettyConfig::default())
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .map_err(err("write the preferences"))?;
+    crate::fsutil::write_private(&path, text.as_bytes()).map_err(err("write the preferences"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::layout::Shadow;
+
+    #[test]
+    fn a_fresh_profile_has_the_defaults_and_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (prefs, error) = load(dir.path());
+        assert_eq!(prefs, Preferences::default());
+        assert!(error.is_none());
+        assert!(
+            prefs.finish.edges.despill,
+            "colour decontamination is the default"
+        );
+        assert!(prefs.instant_preview);
+    }
+
+    #[test]
+    fn saved_preferences_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut prefs = Preferences {
+            format: OutputFormat::Webp,
+            background: SavedBackground::Colour([10, 20, 30]),
+            page: SavedPage::Batch,
+            appearance: Appearance::Dark,
+            best_quality: true,
+            instant_preview: false,
+            ..Preferences::default()
+        };
+        prefs.finish.edges.feather = 2.5;
+        prefs.finish.layout.shadow = Some(Shadow::default());
+        save(dir.path(), &prefs).unwrap();
+        assert_eq!(load(dir.path()).0, prefs);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(PREFERENCES_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "owner only: {mode:o}");
+        }
+    }
+
+    #[test]
+    fn a_broken_file_means_the_defaults_and_says_which_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(PREFERENCES_FILE);
+        std::fs::write(&path, "(format: Gif, oops").unwrap();
+        let (prefs, error) = load(dir.path());
+        assert_eq!(prefs, Preferences::default());
+        let message = error.unwrap().to_string();
+        assert!(message.ends_with(&path.display().to_string()), "{message}");
+        // Left alone: the user may want to mend it.
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "(format: Gif, oops"
+        );
+    }
+
+    #[test]
+    fn a_file_from_an_older_version_keeps_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(PREFERENCES_FILE), "(format: Jpeg)").unwrap();
+        let (prefs, error) = load(dir.path());
+        assert!(error.is_none());
+        assert_eq!(prefs.format, OutputFormat::Jpeg);
+        assert_eq!(prefs.background, SavedBackground::Transparent);
+    }
+}
