@@ -1126,7 +1126,10 @@ fn first_run_gets_the_default_model_in_one_click_and_removes_a_background() {
     server.throttle(Duration::from_millis(1));
     let (_home, dirs) = profile_without_models(&server.base);
     let mut harness = harness_for(&dirs);
-    harness.run_steps(3);
+    // The worker finds no model on its own thread: wait for its answer.
+    step_until(&mut harness, "the worker to find no model", |app| {
+        matches!(app.engine, EngineStatus::Failed(_))
+    });
     harness.get_by_label_contains("is not installed yet");
     harness.get_by_label_contains("No model installed yet");
     assert!(
