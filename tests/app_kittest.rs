@@ -481,14 +481,16 @@ fn the_keyboard_reaches_images_zoom_compare_brush_pages_and_the_consent_switch()
 /// runtime and models (linked in), so the app starts as a new user's would.
 use common::fresh_profile;
 
+/// Where the hourly clean-up is confirmed (systemd), as for most tests.
+fn systemd() -> Cleanup {
+    Cleanup::Scheduled {
+        scheduler: Scheduler::Systemd,
+    }
+}
+
 /// The app as started where the hourly clean-up is confirmed (systemd).
 fn harness_for<'a>(dirs: &AppDirs) -> Harness<'a, DesktopApp> {
-    harness_with(
-        dirs,
-        Cleanup::Scheduled {
-            scheduler: Scheduler::Systemd,
-        },
-    )
+    harness_with(dirs, systemd())
 }
 
 fn harness_with<'a>(dirs: &AppDirs, cleanup: Cleanup) -> Harness<'a, DesktopApp> {
@@ -501,12 +503,7 @@ fn harness_with<'a>(dirs: &AppDirs, cleanup: Cleanup) -> Harness<'a, DesktopApp>
 const FAST_MODEL: &str = "u2netp";
 
 fn fast_harness_for<'a>(dirs: &AppDirs) -> Harness<'a, DesktopApp> {
-    fast_harness_with(
-        dirs,
-        Cleanup::Scheduled {
-            scheduler: Scheduler::Systemd,
-        },
-    )
+    fast_harness_with(dirs, systemd())
 }
 
 fn fast_harness_with<'a>(dirs: &AppDirs, cleanup: Cleanup) -> Harness<'a, DesktopApp> {

@@ -11,6 +11,7 @@ use image::RgbaImage;
 use super::gpu_canvas::{CanvasCallback, sync_layer};
 use super::workspace::{Item, Status};
 use crate::gpu::LayerBackground;
+use crate::prefs::SavedBackground;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Background {
@@ -24,6 +25,28 @@ pub enum Background {
     },
     /// The photo itself, blurred.
     Blur,
+}
+
+impl From<SavedBackground> for Background {
+    fn from(saved: SavedBackground) -> Self {
+        match saved {
+            SavedBackground::Transparent => Self::Transparent,
+            SavedBackground::Colour(rgb) => Self::Colour(rgb),
+            SavedBackground::Blur => Self::Blur,
+        }
+    }
+}
+
+impl Background {
+    /// As kept for the next start. A picture is the user's own file: it is
+    /// never kept, so it comes back as transparent.
+    pub fn saved(&self) -> SavedBackground {
+        match self {
+            Self::Colour(rgb) => SavedBackground::Colour(*rgb),
+            Self::Blur => SavedBackground::Blur,
+            Self::Transparent | Self::Picture { .. } => SavedBackground::Transparent,
+        }
+    }
 }
 
 /// Marks the GPU layer of an item's finished preview.

@@ -35,7 +35,7 @@ use crate::gpu::Compositor;
 use crate::instance::{FirstInstance, Handoff, InstanceGuard};
 use crate::models::manager::{ManagerEvent, ModelManager};
 use crate::paths::AppDirs;
-use crate::prefs::{self, Appearance, Preferences, SavedBackground, SavedPage};
+use crate::prefs::{self, Appearance, Preferences};
 use crate::privacy::Privacy;
 use crate::privacy::recent::{self, Kept};
 use crate::privacy::schedule::Cleanup;
@@ -96,13 +96,26 @@ pub struct Notice {
     pub is_error: bool,
 }
 
-/// The pages of the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Page {
-    Workspace,
-    Batch,
-    Models,
-    Account,
+pub use crate::prefs::Page;
+
+impl From<Appearance> for egui::ThemePreference {
+    fn from(appearance: Appearance) -> Self {
+        match appearance {
+            Appearance::System => Self::System,
+            Appearance::Light => Self::Light,
+            Appearance::Dark => Self::Dark,
+        }
+    }
+}
+
+impl From<egui::ThemePreference> for Appearance {
+    fn from(theme: egui::ThemePreference) -> Self {
+        match theme {
+            egui::ThemePreference::System => Self::System,
+            egui::ThemePreference::Light => Self::Light,
+            egui::ThemePreference::Dark => Self::Dark,
+        }
+    }
 }
 
 /// How often the retention sweep runs while the app is open. Cheap (a
@@ -375,11 +388,7 @@ impl DesktopApp {
         };
         let preview = Arc::new(AtomicBool::new(preview_on));
         let best_quality = Arc::new(AtomicBool::new(prefs.best_quality));
-        ctx.set_theme(match prefs.appearance {
-            Appearance::System => egui::ThemePreference::System,
-            Appearance::Light => egui::ThemePreference::Light,
-            Appearance::Dark => egui::ThemePreference::Dark,
-        });
+        ctx.set_theme(egui::ThemePreference::from(prefs.appearance));
         let worker = spawn_worker(ctx, &dirs, &model, (&preview, &best_quality), &mut notices);
         let (handoff, instance) = match instance {
             Some(first) => {
@@ -392,12 +401,7 @@ impl DesktopApp {
         let prefs_saver = PrefsSaver::spawn(dirs.config.clone());
         let mut app = Self {
             worker,
-            page: match prefs.page {
-                SavedPage::Workspace => Page::Workspace,
-                SavedPage::Batch => Page::Batch,
-                SavedPage::Models => Page::Models,
-                SavedPage::Account => Page::Account,
-            },
+            page: prefs.page,
             privacy,
             store_writer,
             uploader,
@@ -438,11 +442,7 @@ impl DesktopApp {
             saved_prefs: prefs,
             prefs_saver,
         };
-        app.view.background = match app.saved_prefs.background {
-            SavedBackground::Transparent => Background::Transparent,
-            SavedBackground::Colour(rgb) => Background::Colour(rgb),
-            SavedBackground::Blur => Background::Blur,
-        };
+        app.view.background = app.saved_prefs.background.into();
         app.restore_recent_work();
         app.open_paths(paths);
         app
@@ -451,30 +451,14 @@ impl DesktopApp {
     /// What the user chose now, as kept for the next start.
     fn preferences(&self) -> Preferences {
         Preferences {
+            schema_version: self.saved_prefs.schema_version,
             format: self.format,
             finish: self.finish,
-            background: match self.view.background {
-                Background::Colour(rgb) => SavedBackground::Colour(rgb),
-                Background::Blur => SavedBackground::Blur,
-                // A picture is the user's own file: never kept.
-                Background::Transparent | Background::Picture { .. } => {
-                    SavedBackground::Transparent
-                }
-            },
-            page: match self.page {
-                Page::Workspace => SavedPage::Workspace,
-                Page::Batch => SavedPage::Batch,
-                Page::Models => SavedPage::Models,
-                Page::Account => SavedPage::Account,
-            },
-            appearance: match self.ctx.options(|o| o.theme_preference) {
-                egui::ThemePreference::System => Appearance::System,
-                egui::ThemePreference::Light => Appearance::Light,
-                egui::ThemePreference::Dark => Appearance::Dark,
-            },
+            background: self.view.background.saved(),
+            page: self.page,
+            appearance: self.ctx.options(|o| o.theme_preference).into(),
             best_quality: self.best_quality.load(Ordering::Relaxed),
             instant_preview: self.preview.load(Ordering::Relaxed),
-            ..self.saved_prefs.clone()
         }
     }
 
