@@ -11,11 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use backgrounderase::catalog::ModelCatalog;
 use backgrounderase::engine::Engine;
 use backgrounderase::engine::decode::{DecodeLimits, decode_file};
 use backgrounderase::engine::encode::{EncodeOptions, encode_result};
 use backgrounderase::engine::inference::SessionOptions;
+use backgrounderase::models::catalog::ModelCatalog;
 use backgrounderase::paths::AppDirs;
 use image::imageops::FilterType;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::catalog::Checksum;
+use crate::models::catalog::Checksum;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("checksum mismatch (expected {algorithm} {expected}, got {actual}): {}", path.display())]

@@ -66,7 +66,7 @@ pub enum Error {
     },
 
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] crate::engine::runtime::RuntimeError),
 
     #[error("unknown model '{id}' (known models: {known})")]
     UnknownModel { id: String, known: String },

@@ -64,19 +64,55 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` readable by the owner only: a temporary file in
-/// the same folder, flushed, renamed into place, and the folder flushed, so
-/// that after a crash the file is either the old one or the new one.
-pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Who may read a file the app writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The owner only (0600): the store, settings, preferences, markers.
+    Private,
+    /// Everyone (0644 before the umask): models, runtime libraries, reports
+    /// the user saves.
+    Shared,
+}
+
+/// Writes `bytes` to `path`: a temporary file in the same folder, flushed,
+/// renamed into place, and the folder flushed, so that after a crash the
+/// file is either the old one or the new one. The one way every file that is
+/// not an export is written (exports go through `partials`, which also
+/// journals the temporary of the user's pixels).
+pub fn write_atomically(path: &Path, bytes: &[u8], access: Access) -> io::Result<()> {
+    replace_with(path, access, |file| file.write_all(bytes))
+}
+
+/// [`write_atomically`] with the contents streamed from `source` (a model
+/// file of hundreds of megabytes is not read into memory).
+pub fn copy_atomically(source: &mut impl io::Read, path: &Path, access: Access) -> io::Result<()> {
+    replace_with(path, access, |file| io::copy(source, file).map(|_| ()))
+}
+
+fn replace_with(
+    path: &Path,
+    access: Access,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    // tempfile creates its files 0600 on Unix.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match access {
+            Access::Private => 0o600,
+            Access::Shared => 0o644,
+        };
+        builder.permissions(fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = access;
+    let mut tmp = builder.tempfile_in(dir)?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
@@ -146,11 +182,25 @@ mod tests {
         );
 
         let file = inner.join("f");
-        write_private(&file, b"x").unwrap();
+        write_atomically(&file, b"x", Access::Private).unwrap();
         assert_eq!(
             fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        let shared = inner.join("shared");
+        write_atomically(&shared, b"x", Access::Shared).unwrap();
+        write_atomically(&shared, b"y", Access::Shared).unwrap();
+        assert_eq!(fs::read(&shared).unwrap(), b"y");
+        assert_eq!(
+            fs::metadata(&shared).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let leftovers = fs::read_dir(&inner)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .count();
+        assert_eq!(leftovers, 0);
         let appended = inner.join("log");
         open_private_append(&appended).unwrap();
         assert_eq!(

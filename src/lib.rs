@@ -10,7 +10,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
-pub mod catalog;
 pub mod checksum;
 pub mod engine;
 pub mod error;
@@ -24,8 +23,6 @@ pub mod partials;
 pub mod paths;
 pub mod prefs;
 pub mod privacy;
-pub mod runtime;
 pub mod setup;
-pub mod worker;
 
 pub use error::Error;

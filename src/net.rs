@@ -1,4 +1,5 @@
-//! Addresses the app connects to, checked in one place with a real URL
+//! Connections: the TLS every connection uses, and the addresses the app
+//! connects to, checked in one place with a real URL
 //! parser: HTTPS, or plain HTTP only to this computer (tests, local mirrors);
 //! never user-info (`http://127.0.0.1:1@elsewhere/` is a connection to
 //! `elsewhere`), the loopback decision made on the parsed host.
@@ -62,6 +63,15 @@ impl Address {
     pub fn host(&self) -> String {
         self.url.host_str().unwrap_or_default().to_string()
     }
+}
+
+/// Certificates checked by the operating system's verifier and trust store:
+/// a company's TLS-inspecting proxy trusted by this computer is trusted here
+/// too, and revocation follows the platform.
+pub fn platform_tls() -> ureq::tls::TlsConfig {
+    ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build()
 }
 
 #[cfg(test)]

@@ -132,7 +132,8 @@ pub fn save(config_dir: &Path, prefs: &Preferences) -> Result<(), PreferencesErr
     let text = ron::ser::to_string_pretty(prefs, ron::ser::PrettyConfig::default())
         .map_err(|e| std::io::Error::other(e.to_string()))
         .map_err(err("write the preferences"))?;
-    crate::fsutil::write_private(&path, text.as_bytes()).map_err(err("write the preferences"))
+    crate::fsutil::write_atomically(&path, text.as_bytes(), crate::fsutil::Access::Private)
+        .map_err(err("write the preferences"))
 }
 
 #[cfg(test)]

@@ -4,18 +4,18 @@
 //! so a second run — or a run on a machine with a warm cache — needs no network.
 //! Everything is checked against pinned checksums before it is put in place.
 
-use std::collections::HashMap;
 use std::env;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::catalog::{ModelEntry, ModelSource};
 use crate::checksum::{self, ChecksumMismatch};
+use crate::engine::runtime::{LIBRARY_NAME, ORT_VERSION};
+use crate::models::catalog::{ModelEntry, ModelSource};
+use crate::models::npm::{assemble_npm_resource, npm_tarball_name};
 use crate::paths::AppDirs;
-use crate::runtime::{LIBRARY_NAME, ORT_VERSION};
 
 /// The PyPI package whose wheel carries the CPU runtime.
 pub const DEFAULT_RUNTIME_PACKAGE: &str = "onnxruntime";
@@ -81,6 +81,8 @@ pub enum SetupError {
         path.display()
     )]
     Unpinned { path: PathBuf },
+    #[error(transparent)]
+    Npm(#[from] crate::models::npm::NpmError),
     #[error(transparent)]
     Download(Box<crate::models::InstallError>),
 }
@@ -177,7 +179,7 @@ impl Setup<'_> {
                 let path = crate::models::download_model(
                     model,
                     self.dirs,
-                    crate::catalog::DEFAULT_NPM_REGISTRY,
+                    crate::models::catalog::DEFAULT_NPM_REGISTRY,
                     &mut |p| {
                         let now = p.fraction().map_or(0, |f| (f * 10.0) as u32);
                         if now > tenths {
@@ -330,14 +332,6 @@ impl Setup<'_> {
     }
 }
 
-/// The file name `npm pack` gives `@scope/name@version`: `scope-name-version.tgz`.
-pub(crate) fn npm_tarball_name(package: &str, version: &str) -> String {
-    format!(
-        "{}-{version}.tgz",
-        package.trim_start_matches('@').replace('/', "-")
-    )
-}
-
 fn default_python() -> &'static str {
     if cfg!(windows) { "python" } else { "python3" }
 }
@@ -452,113 +446,9 @@ fn runtime_file_name(name: &str) -> Option<String> {
     is_provider.then(|| name.to_string())
 }
 
-/// Concatenates the chunks of one resource of an IMG.LY data package.
-pub(crate) fn assemble_npm_resource(tarball: &Path, resource: &str) -> Result<Vec<u8>, SetupError> {
-    let missing = |what: &str, detail: String| SetupError::MissingPart {
-        what: what.to_string(),
-        detail,
-        path: tarball.into(),
-    };
-    let open = || -> Result<tar::Archive<flate2::read::GzDecoder<fs::File>>, SetupError> {
-        let file = fs::File::open(tarball).map_err(io_err("open npm tarball", tarball))?;
-        Ok(tar::Archive::new(flate2::read::GzDecoder::new(file)))
-    };
-
-    // Pass 1: the resource index.
-    let mut index_json = None;
-    for entry in open()?
-        .entries()
-        .map_err(io_err("read npm tarball", tarball))?
-    {
-        let mut entry = entry.map_err(io_err("read npm tarball", tarball))?;
-        if entry
-            .path()
-            .is_ok_and(|p| p == Path::new("package/dist/resources.json"))
-        {
-            let mut text = String::new();
-            entry
-                .read_to_string(&mut text)
-                .map_err(io_err("read npm tarball", tarball))?;
-            index_json = Some(text);
-            break;
-        }
-    }
-    let index_json = index_json.ok_or_else(|| missing("dist/resources.json", "no index".into()))?;
-    let chunks = chunk_list(&index_json, resource).map_err(|detail| missing(resource, detail))?;
-
-    // Pass 2: the chunks, in any order in the archive.
-    let wanted: HashMap<&str, usize> = chunks
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.as_str(), i))
-        .collect();
-    let mut parts: Vec<Option<Vec<u8>>> = vec![None; chunks.len()];
-    for entry in open()?
-        .entries()
-        .map_err(io_err("read npm tarball", tarball))?
-    {
-        let mut entry = entry.map_err(io_err("read npm tarball", tarball))?;
-        let name = entry
-            .path()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-        if let Some(&i) = name.as_deref().and_then(|n| wanted.get(n)) {
-            let mut bytes = Vec::new();
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(io_err("read npm tarball", tarball))?;
-            parts[i] = Some(bytes);
-        }
-    }
-    let mut out = Vec::new();
-    for (i, part) in parts.into_iter().enumerate() {
-        let part = part
-            .ok_or_else(|| missing("model chunk", format!("chunk {} ({}) absent", i, chunks[i])))?;
-        out.extend_from_slice(&part);
-    }
-    Ok(out)
-}
-
-/// The chunk file names of `resource`, in order, from `resources.json`.
-fn chunk_list(index_json: &str, resource: &str) -> Result<Vec<String>, String> {
-    #[derive(serde::Deserialize)]
-    struct Resource {
-        chunks: Vec<Chunk>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Chunk {
-        hash: String,
-        offsets: (u64, u64),
-    }
-    let index: HashMap<String, serde_json::Value> =
-        serde_json::from_str(index_json).map_err(|e| format!("resources.json: {e}"))?;
-    let value = index
-        .get(resource)
-        .ok_or_else(|| format!("resources.json lists no {resource}"))?;
-    let mut parsed: Resource =
-        serde_json::from_value(value.clone()).map_err(|e| format!("{resource}: {e}"))?;
-    parsed.chunks.sort_by_key(|c| c.offsets.0);
-    Ok(parsed.chunks.into_iter().map(|c| c.hash).collect())
-}
-
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SetupError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut builder = tempfile::Builder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o644));
-    }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(io_err("create file", path))?;
-    tmp.write_all(bytes).map_err(io_err("write file", path))?;
-    tmp.persist(path).map_err(|e| SetupError::Io {
-        action: "move file into place",
-        source: e.error,
-        path: path.into(),
-    })?;
-    Ok(())
+    crate::fsutil::write_atomically(path, bytes, crate::fsutil::Access::Shared)
+        .map_err(io_err("write file", path))
 }
 
 #[cfg(test)]
@@ -593,7 +483,7 @@ mod tests {
             .unwrap()
             .2;
         assert_eq!(pinned("runtime/libonnxruntime.so"), lib);
-        let catalog = crate::catalog::ModelCatalog::builtin();
+        let catalog = crate::models::catalog::ModelCatalog::builtin();
         let default = catalog.default_entry();
         assert_eq!(
             pinned(&format!("models/{}", default.file)),
@@ -636,9 +526,9 @@ mod tests {
         if ORT_VERSION == "1.24.4" {
             assert!(!pinned_wheels("onnxruntime-directml", ORT_VERSION).is_empty());
         }
-        for model in &crate::catalog::ModelCatalog::builtin().models {
+        for model in &crate::models::catalog::ModelCatalog::builtin().models {
             assert!(
-                matches!(model.checksum, crate::catalog::Checksum::Sha256(_)),
+                matches!(model.checksum, crate::models::catalog::Checksum::Sha256(_)),
                 "{} is not pinned by sha256",
                 model.id
             );
@@ -669,18 +559,5 @@ mod tests {
         .unwrap();
         let err = setup.ensure_runtime().unwrap_err();
         assert!(matches!(err, SetupError::Unpinned { .. }), "{err}");
-    }
-
-    #[test]
-    fn chunks_come_back_in_offset_order() {
-        let json = r#"{"/models/x": {"chunks": [
-            {"hash": "b", "offsets": [10, 20]},
-            {"hash": "a", "offsets": [0, 10]}], "size": 20}}"#;
-        assert_eq!(chunk_list(json, "/models/x").unwrap(), vec!["a", "b"]);
-        assert!(
-            chunk_list(json, "/models/y")
-                .unwrap_err()
-                .contains("/models/y")
-        );
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use backgrounderase::engine::decode::{DecodeLimits, decode_file};
 use backgrounderase::engine::encode::{EncodeOptions, OutputFormat};
 use backgrounderase::engine::pipeline::{self, Job, Outcome, PipelineOptions};
-use backgrounderase::engine::postprocess::to_alpha;
+use backgrounderase::engine::inference::to_alpha;
 use common::{engine, fixture, iou, test_photo};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 use image::{GrayImage, Luma, RgbaImage, imageops};
@@ -141,7 +141,10 @@ fn the_model_output_matches_the_python_reference() {
     let photo = decode_file(&fixture("photos/chelsea.jpg"), DecodeLimits::default()).unwrap();
     let output = engine().infer(&photo.rgba).unwrap();
     assert_eq!((output.width, output.height), (1024, 1024));
-    let ours = to_alpha(&output.data, backgrounderase::catalog::PostProcess::None);
+    let ours = to_alpha(
+        &output.data,
+        backgrounderase::models::catalog::PostProcess::None,
+    );
     let golden = image::open(fixture("golden-chelsea-1024.png"))
         .unwrap()
         .to_luma16();
@@ -288,9 +291,9 @@ fn every_output_format_is_written_at_full_size() {
 /// is only made once.
 #[test]
 fn the_fp32_copy_of_the_fp16_model_gives_the_same_mask() {
-    use backgrounderase::catalog::{ModelCatalog, require_installed};
     use backgrounderase::engine::inference::{InferenceSession, SessionOptions};
     use backgrounderase::engine::upcast;
+    use backgrounderase::models::catalog::{ModelCatalog, require_installed};
     use backgrounderase::paths::AppDirs;
 
     let mut engine = engine(); // holds the process's ONNX Runtime environment
@@ -315,7 +318,7 @@ fn the_fp32_copy_of_the_fp16_model_gives_the_same_mask() {
         "made once"
     );
 
-    let runtime = backgrounderase::runtime::load(&dirs).unwrap();
+    let runtime = backgrounderase::engine::runtime::load(&dirs).unwrap();
     let options = SessionOptions::default();
     let mut fp16 = InferenceSession::load(runtime, &entry, &original, &options, None).unwrap();
     let mut fp32 = InferenceSession::load(runtime, &entry, &copy, &options, None).unwrap();

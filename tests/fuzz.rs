@@ -318,7 +318,7 @@ fn check_settings(bytes: &[u8], _name: &Path) -> Result<(), String> {
         }
     }
     if let Ok(text) = std::str::from_utf8(bytes) {
-        let _ = backgrounderase::catalog::ModelCatalog::parse(text);
+        let _ = backgrounderase::models::catalog::ModelCatalog::parse(text);
     }
     let store_dir = dirs.data.join("store");
     std::fs::create_dir_all(&store_dir).map_err(|e| e.to_string())?;

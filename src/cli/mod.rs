@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use backgrounderase::catalog::{self, ModelCatalog};
 use backgrounderase::engine::encode::{OutputFormat, Rgb8};
 use backgrounderase::engine::inference::ProviderChoice;
+use backgrounderase::models::catalog::{self, ModelCatalog};
 use backgrounderase::paths::AppDirs;
 use backgrounderase::setup::{DEFAULT_RUNTIME_PACKAGE, Installed, Setup};
 
@@ -224,8 +224,8 @@ pub struct BatchArgs {
     /// Output file name: {name} is the input's name without extension, {ext} the format's.
     #[arg(long, default_value = "{name}.{ext}")]
     pub pattern: String,
-    /// When an output file already exists.
-    #[arg(long, value_enum, default_value = "skip")]
+    /// When an output file already exists: skip, overwrite or keep-both.
+    #[arg(long, default_value = "skip")]
     pub if_exists: backgrounderase::engine::batch::IfExists,
     /// Process only shard I of N (0 ≤ I < N), by a hash of each file's path:
     /// run N of these (Kubernetes Indexed Job, Slurm array, GNU parallel).

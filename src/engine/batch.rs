@@ -27,7 +27,7 @@ use super::pipeline::{self, Control, Job, Outcome, PipelineOptions};
 /// later batch over that folder does not treat it as input).
 pub const MANIFEST_FILE: &str = ".backgrounderase-batch.jsonl";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IfExists {
     /// Leave the existing file, skip the input.
     #[default]
@@ -35,6 +35,20 @@ pub enum IfExists {
     Overwrite,
     /// Write `name (2).png` beside it.
     KeepBoth,
+}
+
+impl std::str::FromStr for IfExists {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "skip" => Ok(Self::Skip),
+            "overwrite" => Ok(Self::Overwrite),
+            "keep-both" => Ok(Self::KeepBoth),
+            other => Err(format!(
+                "unknown choice '{other}' (choose skip, overwrite or keep-both)"
+            )),
+        }
+    }
 }
 
 /// `--shard I/N`: this process takes the files whose path hashes to `I`

@@ -210,15 +210,10 @@ fn png(out: &mut Vec<u8>) -> PngEncoder<&mut Vec<u8>> {
     PngEncoder::new_with_quality(out, CompressionType::Fast, FilterType::Adaptive)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into
-/// place: a crash leaves either the old file or the new one, never half.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_output(path, bytes, None)
-}
-
-/// [`write_atomically`] for a file made from the user's image: a named
-/// temporary, if one is needed, is recorded in `partials` (the store's
-/// journal) so that a sweep deletes it if this process dies.
+/// Writes a file made from the user's image: the old file or the new one
+/// after a crash, and a named temporary, if one is needed, recorded in
+/// `partials` (the store's journal) so that a sweep deletes it if this
+/// process dies. Everything else goes through `fsutil::write_atomically`.
 pub fn write_output(path: &Path, bytes: &[u8], partials: Option<&Path>) -> Result<(), Error> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -283,8 +278,8 @@ mod tests {
     fn atomic_write_replaces_and_leaves_no_temporaries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.png");
-        write_atomically(&path, b"one").unwrap();
-        write_atomically(&path, b"two").unwrap();
+        write_output(&path, b"one", None).unwrap();
+        write_output(&path, b"two", None).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

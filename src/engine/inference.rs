@@ -12,11 +12,11 @@ use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::ModelEntry;
 use crate::engine::preprocess::ModelInput;
+use crate::engine::runtime::LoadedRuntime;
 use crate::engine::upcast;
 use crate::error::Error;
-use crate::runtime::LoadedRuntime;
+use crate::models::catalog::{ModelEntry, PostProcess};
 
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -410,9 +410,44 @@ fn pick_name<'a>(wanted: Option<&str>, mut names: impl Iterator<Item = &'a str>)
     }
 }
 
+/// Applies the model's post-processing, giving alpha in 0..1 at model resolution.
+pub fn to_alpha(raw: &[f32], post: PostProcess) -> Vec<f32> {
+    match post {
+        PostProcess::None => raw.iter().map(|v| v.clamp(0.0, 1.0)).collect(),
+        PostProcess::Sigmoid => raw.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
+        PostProcess::MinMax => {
+            let (lo, hi) = raw
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                });
+            let range = hi - lo;
+            if range <= f32::EPSILON {
+                return vec![0.0; raw.len()];
+            }
+            raw.iter().map(|v| (v - lo) / range).collect()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn min_max_stretches_to_unit_range() {
+        assert_eq!(
+            to_alpha(&[2.0, 3.0, 4.0], PostProcess::MinMax),
+            vec![0.0, 0.5, 1.0]
+        );
+        assert_eq!(to_alpha(&[5.0, 5.0], PostProcess::MinMax), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn sigmoid_centres_on_half() {
+        let v = to_alpha(&[0.0, 40.0, -40.0], PostProcess::Sigmoid);
+        assert!((v[0] - 0.5).abs() < 1e-6 && v[1] > 0.999 && v[2] < 0.001);
+    }
 
     #[test]
     fn provider_choice_parses_names_and_rejects_others() {

@@ -13,6 +13,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod quality;
 pub mod refine;
+pub mod runtime;
 pub mod upcast;
 
 use std::path::PathBuf;
@@ -20,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use image::{GrayImage, RgbaImage};
 
-use crate::catalog::{self, ModelCatalog, ModelEntry};
 use crate::error::Error;
+use crate::models::catalog::{self, ModelCatalog, ModelEntry};
 use crate::paths::AppDirs;
-use crate::runtime;
 use inference::{InferenceSession, ModelOutput, ProviderReport, SessionOptions};
 use postprocess::Postprocessor;
 use preprocess::Preprocessor;

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::bounded;
 use image::RgbaImage;
 
-use crate::catalog::PostProcess;
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::encode::{EncodeOptions, encode_result, write_output};
 use crate::engine::finish::{self, FinishSettings};
@@ -25,6 +24,7 @@ use crate::engine::quality::{self, Looks, Quality};
 use crate::engine::refine::Stroke;
 use crate::engine::{Engine, StageTimes};
 use crate::error::Error;
+use crate::models::catalog::PostProcess;
 
 /// Pause and cancel, shared with whoever drives the run (a UI, Ctrl-C).
 #[derive(Debug, Default)]

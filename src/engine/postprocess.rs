@@ -4,11 +4,12 @@ use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::GrayImage;
 
-use crate::catalog::PostProcess;
 use crate::engine::inference::ModelOutput;
+use crate::engine::inference::to_alpha;
 use crate::engine::quality::{Looks, PixelRect};
 use crate::engine::refine::box_blur;
 use crate::error::Error;
+use crate::models::catalog::PostProcess;
 
 /// Reusable upsampling state.
 #[derive(Default)]
@@ -141,26 +142,6 @@ fn blend_near_edge(mask: &mut GrayImage, closer: &GrayImage, rect: PixelRect, ra
     }
 }
 
-/// Applies the model's post-processing, giving alpha in 0..1 at model resolution.
-pub fn to_alpha(raw: &[f32], post: PostProcess) -> Vec<f32> {
-    match post {
-        PostProcess::None => raw.iter().map(|v| v.clamp(0.0, 1.0)).collect(),
-        PostProcess::Sigmoid => raw.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect(),
-        PostProcess::MinMax => {
-            let (lo, hi) = raw
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                });
-            let range = hi - lo;
-            if range <= f32::EPSILON {
-                return vec![0.0; raw.len()];
-            }
-            raw.iter().map(|v| (v - lo) / range).collect()
-        }
-    }
-}
-
 fn unit_to_u8(v: f32) -> u8 {
     (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
 }
@@ -168,21 +149,6 @@ fn unit_to_u8(v: f32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn min_max_stretches_to_unit_range() {
-        assert_eq!(
-            to_alpha(&[2.0, 3.0, 4.0], PostProcess::MinMax),
-            vec![0.0, 0.5, 1.0]
-        );
-        assert_eq!(to_alpha(&[5.0, 5.0], PostProcess::MinMax), vec![0.0, 0.0]);
-    }
-
-    #[test]
-    fn sigmoid_centres_on_half() {
-        let v = to_alpha(&[0.0, 40.0, -40.0], PostProcess::Sigmoid);
-        assert!((v[0] - 0.5).abs() < 1e-6 && v[1] > 0.999 && v[2] < 0.001);
-    }
 
     #[test]
     fn mask_has_the_requested_full_resolution_and_keeps_extremes() {

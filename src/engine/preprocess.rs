@@ -13,7 +13,7 @@ use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbaImage;
 
-use crate::catalog::{ModelEntry, Normalization};
+use crate::models::catalog::{ModelEntry, Normalization};
 
 /// A 1×3×H×W tensor ready for the network.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ pub fn to_nchw(rgba: &[u8], pixels: usize, n: Normalization) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ModelCatalog;
+    use crate::models::catalog::ModelCatalog;
 
     #[test]
     fn imgly_normalisation_maps_0_128_255() {

@@ -21,11 +21,11 @@ use std::str::FromStr;
 use image::RgbaImage;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::PostProcess;
+use crate::engine::inference::to_alpha;
 use crate::engine::inference::{InferenceSession, ModelOutput};
-use crate::engine::postprocess::to_alpha;
 use crate::engine::preprocess::{ModelInput, Preprocessor};
 use crate::error::Error;
+use crate::models::catalog::PostProcess;
 
 /// How hard the engine looks at each photo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use onnx_protobuf::{GraphProto, Message, ModelProto, TensorProto};
 
-use crate::engine::encode::write_atomically;
+use crate::fsutil::{Access, write_atomically};
 
 const FLOAT: i32 = 1;
 const FLOAT16: i32 = 10;
@@ -150,7 +150,8 @@ pub fn cpu_model(model: &Path, dir: &Path) -> Result<Option<PathBuf>, UpcastErro
     }
     match upcast {
         Some(upcast) => {
-            write_atomically(&path, &upcast).map_err(|e| UpcastError::Write(e.to_string()))?;
+            write_atomically(&path, &upcast, Access::Shared)
+                .map_err(|e| UpcastError::Write(e.to_string()))?;
             tracing::info!(path = %path.display(), "made an fp32 copy of the model for the CPU");
             Ok(Some(path))
         }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::catalog::Checksum;
 use crate::checksum::{self, ChecksumMismatch, Hasher};
+use crate::models::catalog::Checksum;
 
 const USER_AGENT: &str = concat!("BackgroundErase/", env!("CARGO_PKG_VERSION"));
 
@@ -153,7 +153,7 @@ pub fn agent_for(url: &str) -> Result<ureq::Agent, DownloadError> {
     let address = crate::net::Address::parse(url).map_err(DownloadError::Address)?;
     let loopback = address.loopback;
     let mut config = ureq::Agent::config_builder()
-        .tls_config(platform_tls())
+        .tls_config(crate::net::platform_tls())
         .http_status_as_error(false)
         .https_only(!loopback)
         .user_agent(USER_AGENT)
@@ -163,15 +163,6 @@ pub fn agent_for(url: &str) -> Result<ureq::Agent, DownloadError> {
         config = config.proxy(None);
     }
     Ok(config.build().into())
-}
-
-/// Certificates checked by the operating system's verifier and trust store:
-/// a company's TLS-inspecting proxy trusted by this computer is trusted here
-/// too, and revocation follows the platform.
-pub fn platform_tls() -> ureq::tls::TlsConfig {
-    ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-        .build()
 }
 
 /// Worth another try: the network hiccuped; not: the address, the

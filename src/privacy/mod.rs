@@ -224,7 +224,11 @@ impl Privacy {
             // in the data folder, which it reads too.
             let marker = settings::withdrawal_marker(&self.dirs.data);
             let marked = crate::fsutil::private_dir(&self.dirs.data).and_then(|()| {
-                crate::fsutil::write_private(&marker, self.now().to_rfc3339().as_bytes())
+                crate::fsutil::write_atomically(
+                    &marker,
+                    self.now().to_rfc3339().as_bytes(),
+                    crate::fsutil::Access::Private,
+                )
             });
             problems.push(match marked {
                 Ok(()) => format!(

@@ -493,7 +493,7 @@ fn install_user_units(name: &str, exe: &str, home: Option<&str>) -> Result<(), S
         if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
             continue;
         }
-        crate::fsutil::write_private(&path, text.as_bytes())
+        crate::fsutil::write_atomically(&path, text.as_bytes(), crate::fsutil::Access::Private)
             .map_err(|e| format!("cannot write {} ({e})", path.display()))?;
     }
     Ok(())

@@ -166,7 +166,8 @@ pub fn save(config_dir: &Path, settings: &Settings) -> Result<(), SettingsError>
     let text = ron::ser::to_string_pretty(settings, ron::ser::PrettyConfig::default())
         .map_err(|e| std::io::Error::other(e.to_string()))
         .map_err(err("write settings"))?;
-    crate::fsutil::write_private(&path, text.as_bytes()).map_err(err("write settings"))
+    crate::fsutil::write_atomically(&path, text.as_bytes(), crate::fsutil::Access::Private)
+        .map_err(err("write settings"))
 }
 
 #[cfg(test)]

@@ -298,7 +298,8 @@ impl Txn<'_> {
         };
         let path = self.store.item_path(item.id);
         self.dirty = true;
-        fsutil::write_private(&path, bytes).map_err(err("write the local store", &path))?;
+        fsutil::write_atomically(&path, bytes, fsutil::Access::Private)
+            .map_err(err("write the local store", &path))?;
         self.index.items.push(item.clone());
         Ok(item)
     }
@@ -311,7 +312,8 @@ impl Txn<'_> {
         };
         let path = self.store.item_path(id);
         self.dirty = true;
-        fsutil::write_private(&path, bytes).map_err(err("write the local store", &path))?;
+        fsutil::write_atomically(&path, bytes, fsutil::Access::Private)
+            .map_err(err("write the local store", &path))?;
         let item = &mut self.index.items[position];
         item.size = bytes.len() as u64;
         Ok(Some(item.clone()))
@@ -469,7 +471,8 @@ impl RetentionStore {
             source: std::io::Error::other(e.to_string()),
             path: path.clone(),
         })?;
-        fsutil::write_private(&path, text.as_bytes()).map_err(err("write the local store", &path))
+        fsutil::write_atomically(&path, text.as_bytes(), fsutil::Access::Private)
+            .map_err(err("write the local store", &path))
     }
 
     /// Keeps `bytes` as a new item, dated now.

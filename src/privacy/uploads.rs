@@ -454,7 +454,7 @@ impl SenderThread {
         };
         let agent = self.agent.get_or_insert_with(|| {
             let mut config = ureq::Agent::config_builder()
-                .tls_config(crate::models::download::platform_tls())
+                .tls_config(crate::net::platform_tls())
                 .http_status_as_error(false)
                 // A redirect could send samples somewhere the user was not
                 // shown: it is refused (as a 3xx status) instead.

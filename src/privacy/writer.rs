@@ -14,7 +14,8 @@ use super::recent::{Kept, NewResult, save_result, save_strokes};
 use super::store::{RetentionStore, StoreError, SweepReport};
 use super::uploads::{ConsentGate, ConsentOnDisk, TrainingSample, enqueue};
 use crate::engine::refine::{EdgeSettings, Stroke, finish_mask};
-use crate::worker::ImageId;
+/// The app's id of an open image (reports name it).
+pub type ImageId = u64;
 
 pub enum StoreJob {
     /// Keep a finished result for the next start.

@@ -8,9 +8,9 @@ pub mod loopback;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use backgrounderase::catalog::ModelCatalog;
 use backgrounderase::engine::Engine;
 use backgrounderase::engine::inference::SessionOptions;
+use backgrounderase::models::catalog::ModelCatalog;
 use backgrounderase::paths::AppDirs;
 use image::GrayImage;
 

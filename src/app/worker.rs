@@ -156,7 +156,7 @@ impl Previewer {
     fn load(
         &mut self,
         config: &WorkerConfig,
-        catalog: &crate::catalog::ModelCatalog,
+        catalog: &crate::models::catalog::ModelCatalog,
     ) -> Option<&mut Engine> {
         if self.engine.is_none() && !self.broken {
             match Engine::load(&config.dirs, catalog, Some(PREVIEW_MODEL), &config.session) {
@@ -174,7 +174,11 @@ impl Previewer {
 
     /// Loads and warms the preview model before the first photo, so that
     /// the first preview is as quick as the next ones. `true` once it is.
-    fn warm_up(&mut self, config: &WorkerConfig, catalog: &crate::catalog::ModelCatalog) -> bool {
+    fn warm_up(
+        &mut self,
+        config: &WorkerConfig,
+        catalog: &crate::models::catalog::ModelCatalog,
+    ) -> bool {
         let Some(engine) = self.load(config, catalog) else {
             return false;
         };
@@ -190,7 +194,7 @@ impl Previewer {
     fn mask(
         &mut self,
         config: &WorkerConfig,
-        catalog: &crate::catalog::ModelCatalog,
+        catalog: &crate::models::catalog::ModelCatalog,
         image: &RgbaImage,
     ) -> Option<GrayImage> {
         match self.load(config, catalog)?.mask(image) {

@@ -13,7 +13,7 @@ use crate::paths::{AppDirs, executable_dir};
 /// Extra folder to search for model files, before the standard ones.
 pub const MODEL_DIR_ENV: &str = "BACKGROUNDERASE_MODEL_DIR";
 
-const BUILTIN_CATALOG: &str = include_str!("../models/catalog.ron");
+const BUILTIN_CATALOG: &str = include_str!("../../models/catalog.ron");
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelCatalog {
