@@ -7,7 +7,10 @@
 //   compare divider, and transparency is drawn as a checkerboard;
 // - export (offscreen, image-sized target): texels are read one to one with
 //   textureLoad and written straight (not premultiplied), matching the CPU
-//   reference composite in src/engine/composite.rs within one level.
+//   reference composite in src/composite/cpu.rs within one level.
+//
+// CHECKER_LIGHT and CHECKER_DARK are prepended by composite::gpu::shader_source
+// from composite::checkerboard, which the CPU canvas also uses.
 
 struct Params {
     // Background colour (rgb, 0..1) for mode 1.
@@ -69,7 +72,7 @@ fn fs_export(in: VertexOut) -> @location(0) vec4<f32> {
 fn checkerboard(position: vec2<f32>) -> vec3<f32> {
     let cell = floor(position / max(params.checker, 1.0));
     let odd = (i32(cell.x) + i32(cell.y)) % 2;
-    return select(vec3<f32>(0.922), vec3<f32>(0.784), odd != 0);
+    return select(vec3<f32>(CHECKER_LIGHT), vec3<f32>(CHECKER_DARK), odd != 0);
 }
 
 @fragment

@@ -11,10 +11,10 @@
 
 pub mod app;
 pub mod checksum;
+pub mod composite;
 pub mod engine;
 pub mod error;
 pub mod fsutil;
-pub mod gpu;
 pub mod instance;
 pub mod limits;
 pub mod models;

@@ -474,7 +474,7 @@ fn the_keyboard_reaches_images_zoom_compare_brush_pages_and_the_consent_switch()
         );
     }
     press(&mut harness, Modifiers::NONE, Key::Space);
-    assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+    assert!(harness.state().privacy().unwrap().opted_in());
 }
 
 /// A fresh profile in a temporary folder that still finds the installed
@@ -562,7 +562,7 @@ fn consent_toggle_is_first_off_by_default_persists_and_is_recorded() {
     harness.run_steps(1);
     harness.key_press(egui::Key::Space);
     harness.run_steps(2);
-    assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+    assert!(harness.state().privacy().unwrap().opted_in());
     harness.get_by_label(backgrounderase::app::CONSENT_ON_WORDS);
     drop(harness);
 
@@ -575,7 +575,7 @@ fn consent_toggle_is_first_off_by_default_persists_and_is_recorded() {
         toggle.accesskit_node().toggled(),
         Some(egui::accesskit::Toggled::True)
     );
-    let ledger = harness.state().privacy.as_ref().unwrap().ledger();
+    let ledger = harness.state().privacy().unwrap().ledger();
     assert_eq!(ledger.len(), 1);
     assert!(ledger[0].opted_in);
     harness.get_by_label_contains("· allowed ·");
@@ -588,7 +588,7 @@ fn corrupt_settings_start_opted_out_keep_the_file_and_say_so() {
     std::fs::write(dirs.config.join("settings.ron"), "(opted_in: tr").unwrap();
     let mut harness = harness_for(&dirs);
     harness.run_steps(2);
-    assert!(!harness.state().privacy.as_ref().unwrap().opted_in());
+    assert!(!harness.state().privacy().unwrap().opted_in());
     harness.get_by_label_contains("Your settings could not be read");
     let kept: Vec<_> = std::fs::read_dir(&dirs.config)
         .unwrap()
@@ -610,7 +610,7 @@ fn corrupt_settings_start_opted_out_keep_the_file_and_say_so() {
 fn wait_until_kept(harness: &mut Harness<'_, DesktopApp>, n: usize) {
     use backgrounderase::privacy::store::ItemKind;
     step_until(harness, "results kept in the store", |app| {
-        let store = &app.privacy.as_ref().unwrap().store;
+        let store = &app.privacy().unwrap().store;
         store.list_kind(ItemKind::Mask).len() >= n
             && !store.list_kind(ItemKind::Workspace).is_empty()
     });
@@ -668,7 +668,7 @@ fn the_app_uploads_only_with_consent_and_brings_back_recent_work() {
     harness.run_steps(2);
     harness.get_by_label(CONSENT_LABEL).click();
     harness.run_steps(2);
-    assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+    assert!(harness.state().privacy().unwrap().opted_in());
     harness.state_mut().page = Page::Workspace;
     harness.step();
     export_all(&mut harness, out.path());
@@ -958,7 +958,7 @@ fn restore_brush_undo_redo_and_canvas_preset() {
     // The stroke is kept with the image in the retention store and comes
     // back with it when the app is reopened.
     step_until(&mut harness, "the stroke kept in the store", |app| {
-        let store = &app.privacy.as_ref().unwrap().store;
+        let store = &app.privacy().unwrap().store;
         recent::load_workspace(store)
             .first()
             .is_some_and(|kept| kept.result.strokes.len() == 1)
@@ -1282,7 +1282,7 @@ fn without_a_scheduler_recent_work_is_neither_kept_nor_restored() {
 
     let mut harness = fast_harness_with(&dirs, session_only());
     harness.step();
-    let store = harness.state().privacy.as_ref().unwrap().store.clone();
+    let store = harness.state().privacy().unwrap().store.clone();
     assert_eq!(store.stats().items, 0, "deleted before anything else");
     assert!(
         harness.state().workspace.items.is_empty(),
@@ -1321,7 +1321,7 @@ fn a_purge_from_the_account_page_is_not_undone_by_the_open_images() {
     harness.run_steps(2);
     harness.get_by_label("Delete").click();
     harness.run_steps(2);
-    let store = harness.state().privacy.as_ref().unwrap().store.clone();
+    let store = harness.state().privacy().unwrap().store.clone();
     assert_eq!(store.stats().items, 0);
     harness.state_mut().page = Page::Workspace;
     harness.state_mut().switch_model("isnet-imgly-small");
@@ -1353,13 +1353,13 @@ fn an_opt_out_that_cannot_be_saved_still_wins_and_says_not_saved() {
     )
     .unwrap();
     let mut harness = harness_for(&dirs);
-    let store = harness.state().privacy.as_ref().unwrap().store.clone();
+    let store = harness.state().privacy().unwrap().store.clone();
     store
         .put(ItemKind::UploadQueue, "queued.jpg", b"--x\r\n")
         .unwrap();
     harness.state_mut().page = Page::Account;
     harness.run_steps(2);
-    assert!(harness.state().privacy.as_ref().unwrap().opted_in());
+    assert!(harness.state().privacy().unwrap().opted_in());
 
     let config = dirs.config.clone();
     let aside = config.with_extension("aside");
@@ -1367,7 +1367,7 @@ fn an_opt_out_that_cannot_be_saved_still_wins_and_says_not_saved() {
     std::fs::write(&config, b"not a folder").unwrap();
     harness.get_by_label(CONSENT_LABEL).click();
     harness.run_steps(3);
-    let privacy = harness.state().privacy.as_ref().unwrap();
+    let privacy = harness.state().privacy().unwrap();
     assert!(!privacy.opted_in(), "opted out at once");
     assert!(!privacy.gate().opted_in(), "uploads refused");
     assert_eq!(privacy.queued_uploads(), 0, "queue emptied");
@@ -1381,7 +1381,7 @@ fn an_opt_out_that_cannot_be_saved_still_wins_and_says_not_saved() {
     std::fs::rename(&aside, &config).unwrap();
     assert!(settings::opted_in_on_disk(&config));
     let harness = harness_for(&dirs);
-    assert!(!harness.state().privacy.as_ref().unwrap().opted_in());
+    assert!(!harness.state().privacy().unwrap().opted_in());
     assert!(
         !settings::opted_in_on_disk(&config),
         "and the settings now say so too"

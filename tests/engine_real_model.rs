@@ -7,8 +7,8 @@ use std::path::Path;
 
 use backgrounderase::engine::decode::{DecodeLimits, decode_file};
 use backgrounderase::engine::encode::{EncodeOptions, OutputFormat};
-use backgrounderase::engine::pipeline::{self, Job, Outcome, PipelineOptions};
 use backgrounderase::engine::inference::to_alpha;
+use backgrounderase::engine::pipeline::{self, Job, Outcome, PipelineOptions};
 use common::{engine, fixture, iou, test_photo};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 use image::{GrayImage, Luma, RgbaImage, imageops};
@@ -228,7 +228,7 @@ fn grey_palette_16_bit_rgba_and_cmyk_inputs_all_work() {
     let bear = decode_file(&fixture("objects/bear.png"), DecodeLimits::default()).unwrap();
     assert!(bear.has_alpha);
     let mask = engine().mask(&bear.rgba).unwrap();
-    let cut = backgrounderase::engine::composite::cutout(&bear.rgba, &mask);
+    let cut = backgrounderase::composite::cpu::cutout(&bear.rgba, &mask);
     assert_eq!(bear.rgba.get_pixel(0, 0)[3], 0);
     assert_eq!(cut.get_pixel(0, 0)[3], 0);
 }

@@ -3,8 +3,11 @@
 
 mod common;
 
-use backgrounderase::engine::composite::{CompositeBackground, blurred, composite, cover};
-use backgrounderase::gpu::{Compositor, LayerBackground, headless_device};
+use std::sync::Arc;
+
+use backgrounderase::composite::Background;
+use backgrounderase::composite::cpu::composite;
+use backgrounderase::composite::gpu::{Compositor, headless_device};
 use common::fixture;
 use image::{GrayImage, Luma, RgbaImage};
 
@@ -29,55 +32,30 @@ fn wgsl_export_matches_the_cpu_reference_within_one_level() {
     let photo = image::open(fixture("objects/bear.png")).unwrap().to_rgba8();
     let (w, h) = photo.dimensions();
     let mask = GrayImage::from_fn(w, h, |x, y| Luma([((x * 255 / (w - 1)) ^ (y % 7)) as u8]));
-    let picture = cover(
-        &image::open(fixture("photos/coffee.jpg"))
-            .unwrap()
-            .to_rgba8(),
-        w,
-        h,
-    );
-    let blur = blurred(&image::open(fixture("photos/grass.png")).unwrap().to_rgba8());
-    let blur = cover(&blur, w, h);
-
-    let cases: [(
-        &str,
-        LayerBackground,
-        CompositeBackground<'_>,
-        Option<&RgbaImage>,
-    ); 4] = [
-        (
-            "transparent",
-            LayerBackground::Transparent,
-            CompositeBackground::Transparent,
-            None,
+    let picture = Background::Picture {
+        key: 7,
+        image: Arc::new(
+            image::open(fixture("photos/coffee.jpg"))
+                .unwrap()
+                .to_rgba8(),
         ),
-        (
-            "colour",
-            LayerBackground::Colour([20, 200, 90]),
-            CompositeBackground::Colour([20, 200, 90]),
-            None,
-        ),
-        (
-            "image",
-            LayerBackground::Texture,
-            CompositeBackground::Image(&picture),
-            Some(&picture),
-        ),
-        (
-            "blur",
-            LayerBackground::Texture,
-            CompositeBackground::Image(&blur),
-            Some(&blur),
-        ),
+    };
+    let cases = [
+        ("transparent", Background::Transparent),
+        ("colour", Background::Colour([20, 200, 90])),
+        ("picture", picture),
+        ("blur", Background::Blur),
     ];
-    for (name, gpu_bg, cpu_bg, texture) in cases {
+    for (name, background) in cases {
+        // The picture scaled to cover the photo, or the photo blurred.
+        let texture = background.pixels_for(&photo).map(|(_, pixels)| pixels);
         let layer = compositor
-            .upload(&device, &queue, &photo, &mask, texture)
+            .upload(&device, &queue, &photo, &mask, texture.as_ref())
             .unwrap();
         let gpu = compositor
-            .render_export(&device, &queue, &layer, gpu_bg)
+            .render_export(&device, &queue, &layer, &background)
             .unwrap();
-        let cpu = composite(&photo, &mask, cpu_bg);
+        let cpu = composite(&photo, &mask, &background);
         let diff = max_channel_difference(&gpu, &cpu);
         println!("{name}: max difference {diff}/255");
         assert!(diff <= 1, "{name}: GPU and CPU differ by {diff}/255");
@@ -134,25 +112,17 @@ fn finished_layers_match_on_gpu_and_cpu_and_mask_updates_in_place() {
     };
     let (colours, alpha) = render(&photo, &mask, &strokes, &settings).unwrap();
     assert_eq!(colours.width(), colours.height());
-    for (name, gpu_bg, cpu_bg) in [
-        (
-            "transparent",
-            LayerBackground::Transparent,
-            CompositeBackground::Transparent,
-        ),
-        (
-            "white",
-            LayerBackground::Colour([255, 255, 255]),
-            CompositeBackground::Colour([255, 255, 255]),
-        ),
+    for (name, background) in [
+        ("transparent", Background::Transparent),
+        ("white", Background::Colour([255, 255, 255])),
     ] {
         let layer = compositor
             .upload(&device, &queue, &colours, &alpha, None)
             .unwrap();
         let gpu = compositor
-            .render_export(&device, &queue, &layer, gpu_bg)
+            .render_export(&device, &queue, &layer, &background)
             .unwrap();
-        let cpu = composite(&colours, &alpha, cpu_bg);
+        let cpu = composite(&colours, &alpha, &background);
         let diff = max_channel_difference(&gpu, &cpu);
         println!("finished, {name}: max difference {diff}/255");
         assert!(diff <= 1, "{name}: GPU and CPU differ by {diff}/255");
@@ -165,13 +135,13 @@ fn finished_layers_match_on_gpu_and_cpu_and_mask_updates_in_place() {
         .unwrap();
     compositor.write_mask(&queue, &layer, &edited);
     let in_place = compositor
-        .render_export(&device, &queue, &layer, LayerBackground::Transparent)
+        .render_export(&device, &queue, &layer, &Background::Transparent)
         .unwrap();
     let fresh = compositor
         .upload(&device, &queue, &photo, &edited, None)
         .unwrap();
     let uploaded = compositor
-        .render_export(&device, &queue, &fresh, LayerBackground::Transparent)
+        .render_export(&device, &queue, &fresh, &Background::Transparent)
         .unwrap();
     assert_eq!(max_channel_difference(&in_place, &uploaded), 0);
 }

@@ -3,6 +3,7 @@
 
 use egui::RichText;
 
+use super::command::Command;
 use crate::privacy::Privacy;
 use crate::privacy::schedule::Cleanup;
 use crate::privacy::store::{ItemKind, RETENTION, format_age};
@@ -92,32 +93,22 @@ fn consent_switch(ui: &mut egui::Ui, on: &mut bool) -> egui::Response {
     response
 }
 
-/// What the pane asks of the app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccountAction {
-    None,
-    Failed(String),
-    Deleted(usize),
-    ConsentChanged,
-}
-
+/// The pane; what the user asked for (consent, deleting) comes back as a
+/// command for the app to apply.
 pub fn account_ui(
     ui: &mut egui::Ui,
-    privacy: &mut Privacy,
+    privacy: &Privacy,
     confirm_delete: &mut bool,
-    uploader: Option<UploaderState>,
-) -> AccountAction {
-    let mut action = AccountAction::None;
+    uploader: UploaderState,
+) -> Option<Command> {
+    let mut action = None;
 
     // First, and prominent: the single gate.
     let mut opted_in = privacy.opted_in();
     ui.horizontal(|ui| {
         let toggle = consent_switch(ui, &mut opted_in);
         if toggle.changed() {
-            action = match privacy.set_opted_in(opted_in) {
-                Ok(()) => AccountAction::ConsentChanged,
-                Err(e) => AccountAction::Failed(e.to_string()),
-            };
+            action = Some(Command::SetConsent(opted_in));
         }
         // An opt-out in force that could not be written in full.
         if privacy.unsaved_opt_out.is_some() {
@@ -125,10 +116,7 @@ pub fn account_ui(
                 .button(RichText::new(NOT_SAVED_RETRY).color(ui.visuals().warn_fg_color))
                 .on_hover_text(privacy.unsaved_opt_out.clone().unwrap_or_default());
             if retry.clicked() {
-                action = match privacy.set_opted_in(false) {
-                    Ok(()) => AccountAction::ConsentChanged,
-                    Err(e) => AccountAction::Failed(e.to_string()),
-                };
+                action = Some(Command::SetConsent(false));
             }
         }
     });
@@ -201,10 +189,7 @@ pub fn account_ui(
             ui.label("Delete everything stored locally? Files you exported are not touched.");
             if ui.button("Delete").clicked() {
                 *confirm_delete = false;
-                action = match privacy.store.purge_all() {
-                    Ok(n) => AccountAction::Deleted(n),
-                    Err(e) => AccountAction::Failed(e.to_string()),
-                };
+                action = Some(Command::PurgeAll);
             }
             if ui.button("Keep").clicked() {
                 *confirm_delete = false;
@@ -234,7 +219,7 @@ pub fn account_ui(
     }
     if privacy.opted_in() {
         ui.add_space(16.0);
-        uploads_ui(ui, privacy, uploader.unwrap_or_default());
+        uploads_ui(ui, privacy, uploader);
     }
     action
 }

@@ -6,118 +6,47 @@ use std::sync::Arc;
 use egui::{Color32, ColorImage, Pos2, Rect, Sense, Stroke, TextureOptions, Vec2, pos2, vec2};
 use image::RgbaImage;
 
-use super::gpu_canvas::{CanvasCallback, sync_layer};
+use super::gpu_canvas::{CanvasCallback, LayerKey, sync_layer};
 use super::workspace::{Item, Status, Textures};
-use crate::gpu::LayerBackground;
-use crate::prefs::SavedBackground;
+use crate::composite::gpu::Fill;
+use crate::composite::{Background, checkerboard};
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Background {
-    Transparent,
-    Colour([u8; 3]),
-    /// A picture of the user's, scaled to cover the photo. `key` tells
-    /// pictures apart cheaply.
-    Picture {
-        key: u64,
-        image: Arc<RgbaImage>,
-    },
-    /// The photo itself, blurred.
-    Blur,
-}
-
-impl From<SavedBackground> for Background {
-    fn from(saved: SavedBackground) -> Self {
-        match saved {
-            SavedBackground::Transparent => Self::Transparent,
-            SavedBackground::Colour(rgb) => Self::Colour(rgb),
-            SavedBackground::Blur => Self::Blur,
+/// The background picker: transparent, a colour, a blur or a picture.
+pub fn background_picker(ui: &mut egui::Ui, background: &mut Background) -> BackgroundAction {
+    let mut action = BackgroundAction::None;
+    ui.horizontal_wrapped(|ui| {
+        if ui
+            .selectable_label(*background == Background::Transparent, "Transparent")
+            .clicked()
+        {
+            *background = Background::Transparent;
         }
-    }
-}
-
-impl Background {
-    /// As kept for the next start. A picture is the user's own file: it is
-    /// never kept, so it comes back as transparent.
-    pub fn saved(&self) -> SavedBackground {
-        match self {
-            Self::Colour(rgb) => SavedBackground::Colour(*rgb),
-            Self::Blur => SavedBackground::Blur,
-            Self::Transparent | Self::Picture { .. } => SavedBackground::Transparent,
+        let mut colour = match background {
+            Background::Colour(c) => *c,
+            _ => [255, 255, 255],
+        };
+        let picked = ui
+            .selectable_label(matches!(background, Background::Colour(_)), "Colour")
+            .clicked();
+        if ui.color_edit_button_srgb(&mut colour).changed() || picked {
+            *background = Background::Colour(colour);
         }
-    }
-}
-
-/// Marks the GPU layer of an item's finished preview.
-const FINISHED_LAYER: u64 = 1 << 62;
-
-/// Texture key of the blurred-original background.
-const BLUR_KEY: u64 = 1;
-
-impl Background {
-    pub fn ui(&mut self, ui: &mut egui::Ui) -> BackgroundAction {
-        let mut action = BackgroundAction::None;
-        ui.horizontal_wrapped(|ui| {
-            if ui
-                .selectable_label(*self == Background::Transparent, "Transparent")
-                .clicked()
-            {
-                *self = Background::Transparent;
-            }
-            let mut colour = match self {
-                Background::Colour(c) => *c,
-                _ => [255, 255, 255],
-            };
-            let picked = ui
-                .selectable_label(matches!(self, Background::Colour(_)), "Colour")
-                .clicked();
-            if ui.color_edit_button_srgb(&mut colour).changed() || picked {
-                *self = Background::Colour(colour);
-            }
-            if ui
-                .selectable_label(*self == Background::Blur, "Blur")
-                .on_hover_text("The photo itself, blurred")
-                .clicked()
-            {
-                *self = Background::Blur;
-            }
-            if ui
-                .selectable_label(matches!(self, Background::Picture { .. }), "Picture…")
-                .on_hover_text("Choose a picture to put behind the subject")
-                .clicked()
-            {
-                action = BackgroundAction::ChoosePicture;
-            }
-        });
-        action
-    }
-
-    /// The background at `width`×`height` for a photo, when it is a picture.
-    pub fn pixels_for(&self, photo: &RgbaImage) -> Option<(u64, RgbaImage)> {
-        match self {
-            Background::Picture { key, image } => Some((
-                *key,
-                crate::engine::composite::cover(image, photo.width(), photo.height()),
-            )),
-            Background::Blur => Some((BLUR_KEY, crate::engine::composite::blurred(photo))),
-            Background::Transparent | Background::Colour(_) => None,
+        if ui
+            .selectable_label(*background == Background::Blur, "Blur")
+            .on_hover_text("The photo itself, blurred")
+            .clicked()
+        {
+            *background = Background::Blur;
         }
-    }
-
-    pub fn layer_background(&self) -> LayerBackground {
-        match self {
-            Background::Transparent => LayerBackground::Transparent,
-            Background::Colour(c) => LayerBackground::Colour(*c),
-            Background::Picture { .. } | Background::Blur => LayerBackground::Texture,
+        if ui
+            .selectable_label(matches!(background, Background::Picture { .. }), "Picture…")
+            .on_hover_text("Choose a picture to put behind the subject")
+            .clicked()
+        {
+            action = BackgroundAction::ChoosePicture;
         }
-    }
-
-    fn key(&self) -> Option<u64> {
-        match self {
-            Background::Picture { key, .. } => Some(*key),
-            Background::Blur => Some(BLUR_KEY),
-            _ => None,
-        }
-    }
+    });
+    action
 }
 
 /// What the background picker asks of the app.
@@ -150,6 +79,13 @@ const MAX_ZOOM: f32 = 32.0;
 const MIN_ZOOM: f32 = 0.05;
 
 impl CanvasView {
+    pub fn with_background(background: Background) -> Self {
+        Self {
+            background,
+            ..Self::default()
+        }
+    }
+
     /// Back to fit-to-window, centred.
     pub fn fit(&mut self) {
         self.zoom = None;
@@ -333,10 +269,11 @@ impl CanvasView {
         let preview_background = self.preview_background(item);
         if let (Some((colours, alpha)), Some(rs)) = (&finished, render_state) {
             // A layer of its own (the photo-framed one stays for painting).
-            let key = item.id | FINISHED_LAYER;
+            let key = LayerKey::finished(item.id);
             if sync_layer(rs, key, colours, Some(alpha), item.mask_version, None) {
-                let background = match self.background.layer_background() {
-                    LayerBackground::Texture => LayerBackground::Transparent,
+                // The finished layer has no background texture of its own.
+                let background = match Fill::from(&self.background) {
+                    Fill::Texture => Fill::Transparent,
                     other => other,
                 };
                 painter.add(egui_wgpu::Callback::new_paint_callback(
@@ -365,7 +302,7 @@ impl CanvasView {
                 .map(|(k, img)| (*k, img.as_ref()));
             sync_layer(
                 rs,
-                item.id,
+                LayerKey::photo(item.id),
                 preview,
                 item.display_mask().map(|m| m.as_ref()),
                 item.mask_version,
@@ -376,8 +313,8 @@ impl CanvasView {
             painter.add(egui_wgpu::Callback::new_paint_callback(
                 image_rect,
                 CanvasCallback {
-                    id: item.id,
-                    background: self.background.layer_background(),
+                    id: LayerKey::photo(item.id),
+                    background: Fill::from(&self.background),
                     split: self.split,
                     has_mask: item.preview_mask.is_some(),
                     pixels_per_point: ui.ctx().pixels_per_point(),
@@ -491,7 +428,7 @@ impl CanvasView {
 impl CanvasView {
     /// The picture/blur background at preview size, cached on the item.
     fn preview_background(&self, item: &mut Item) -> Option<(u64, Arc<RgbaImage>)> {
-        let key = self.background.key()?;
+        let key = self.background.texture_key()?;
         if item
             .preview_background
             .as_ref()
@@ -576,7 +513,7 @@ fn textures_for<'a>(ctx: &egui::Context, item: &'a mut Item) -> Option<&'a Textu
         let size = [preview.width() as usize, preview.height() as usize];
         let original = ColorImage::from_rgba_unmultiplied(size, preview.as_raw());
         let cutout = item.display_mask().map(|mask| {
-            let rgba = crate::engine::composite::cutout(preview, mask);
+            let rgba = crate::composite::cpu::cutout(preview, mask);
             ctx.load_texture(
                 format!("cutout-{}", item.id),
                 ColorImage::from_rgba_unmultiplied(size, rgba.as_raw()),
@@ -599,8 +536,8 @@ fn textures_for<'a>(ctx: &egui::Context, item: &'a mut Item) -> Option<&'a Textu
 }
 
 fn paint_checkerboard(painter: &egui::Painter, rect: Rect) {
-    const CELL: f32 = 10.0;
-    painter.rect_filled(rect, 0.0, Color32::from_gray(235));
+    const CELL: f32 = checkerboard::CELL_POINTS;
+    painter.rect_filled(rect, 0.0, Color32::from_gray(checkerboard::LIGHT));
     let clip = rect.intersect(painter.clip_rect());
     if clip.width() <= 0.0 || clip.height() <= 0.0 {
         return;
@@ -617,7 +554,7 @@ fn paint_checkerboard(painter: &egui::Painter, rect: Rect) {
             let min = rect.min + vec2(i as f32 * CELL, j as f32 * CELL);
             let cell = Rect::from_min_size(min, Vec2::splat(CELL)).intersect(clip);
             if cell.width() > 0.0 && cell.height() > 0.0 {
-                painter.rect_filled(cell, 0.0, Color32::from_gray(200));
+                painter.rect_filled(cell, 0.0, Color32::from_gray(checkerboard::DARK));
             }
         }
     }

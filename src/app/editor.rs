@@ -18,6 +18,17 @@ pub struct BrushTool {
     pub hardness: f32,
 }
 
+impl BrushTool {
+    /// Off → Erase → Restore → Off (the B key).
+    pub fn cycle_mode(&mut self) {
+        self.mode = match self.mode {
+            None => Some(BrushMode::Erase),
+            Some(BrushMode::Erase) => Some(BrushMode::Restore),
+            Some(BrushMode::Restore) => None,
+        };
+    }
+}
+
 impl Default for BrushTool {
     fn default() -> Self {
         Self {

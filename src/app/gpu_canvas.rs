@@ -10,12 +10,37 @@ use egui_wgpu::{CallbackResources, CallbackTrait, RenderState, ScreenDescriptor}
 use image::{GrayImage, RgbaImage};
 
 use crate::app::worker::ImageId;
-use crate::gpu::{Compositor, GpuLayer, LayerBackground, Params};
+use crate::composite::checkerboard;
+use crate::composite::gpu::{Compositor, Fill, GpuLayer, Params};
 
 /// Per-device state shared by every frame.
 pub struct GpuCanvas {
     pub compositor: Arc<Compositor>,
-    layers: HashMap<ImageId, LayerState>,
+    layers: HashMap<LayerKey, LayerState>,
+}
+
+/// Which GPU layer of an image: the photo-framed one (compare and paint),
+/// or the finished export's own frame (crop, canvas, shadow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LayerKey {
+    image: ImageId,
+    finished: bool,
+}
+
+impl LayerKey {
+    pub fn photo(image: ImageId) -> Self {
+        Self {
+            image,
+            finished: false,
+        }
+    }
+
+    pub fn finished(image: ImageId) -> Self {
+        Self {
+            image,
+            finished: true,
+        }
+    }
 }
 
 struct LayerState {
@@ -50,7 +75,7 @@ impl GpuCanvas {
 /// whether the layer can be drawn.
 pub fn sync_layer(
     render_state: &RenderState,
-    id: ImageId,
+    id: LayerKey,
     preview: &RgbaImage,
     preview_mask: Option<&GrayImage>,
     mask_version: u64,
@@ -109,8 +134,8 @@ pub fn sync_layer(
 
 /// One frame's draw of one layer.
 pub struct CanvasCallback {
-    pub id: ImageId,
-    pub background: LayerBackground,
+    pub id: LayerKey,
+    pub background: Fill,
     pub split: f32,
     pub has_mask: bool,
     pub pixels_per_point: f32,
@@ -130,7 +155,11 @@ impl CallbackTrait for CanvasCallback {
             .and_then(|c| c.layers.get(&self.id))
         {
             let split = if self.has_mask { self.split } else { 1.0 };
-            let params = Params::new(self.background, split, 10.0 * self.pixels_per_point);
+            let params = Params::new(
+                self.background,
+                split,
+                checkerboard::CELL_POINTS * self.pixels_per_point,
+            );
             state.layer.write_params(queue, &params);
         }
         Vec::new()

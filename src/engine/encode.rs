@@ -12,7 +12,7 @@ use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, GrayImage, ImageEncoder, RgbaImage};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::composite::{cutout, flatten_on};
+use crate::composite::cpu::{cutout, flatten_on};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

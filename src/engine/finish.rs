@@ -3,12 +3,14 @@
 //! for the app's export, batch and the CLI, so all three give the same
 //! pixels.
 
+use std::sync::Arc;
+
 use image::{GrayImage, Luma, RgbaImage};
 use serde::{Deserialize, Serialize};
 
-use super::composite::cutout;
 use super::layout::{self, LayoutSettings};
 use super::refine::{self, EdgeSettings, Stroke};
+use crate::composite::cpu::cutout;
 
 /// Everything the user set beyond the model's mask (strokes are per image
 /// and passed apart).
@@ -48,12 +50,41 @@ pub fn render(
         return Ok((image.clone(), model_mask.clone()));
     }
     let mask = refine::finish_mask(model_mask, strokes, &settings.edges);
+    render_final(image, &mask, settings)
+}
+
+/// The user's final mask at the photo's size: the model's mask with the
+/// strokes and edge settings applied (shared, not copied, when there are
+/// none). The app renders its exports from it and a training sample holds
+/// it, so it is made once per export.
+pub fn final_mask(
+    model_mask: &Arc<GrayImage>,
+    strokes: &[Stroke],
+    edges: &EdgeSettings,
+) -> Arc<GrayImage> {
+    if strokes.is_empty() && !edges.changes_mask() {
+        model_mask.clone()
+    } else {
+        Arc::new(refine::finish_mask(model_mask, strokes, edges))
+    }
+}
+
+/// [`render`] from a mask [`final_mask`] already made: colour-spill
+/// removal, crop, canvas and shadow.
+pub fn render_final(
+    image: &RgbaImage,
+    final_mask: &GrayImage,
+    settings: &FinishSettings,
+) -> Result<(RgbaImage, GrayImage), layout::TooLarge> {
+    if settings.is_identity() {
+        return Ok((image.clone(), final_mask.clone()));
+    }
     let colours = if settings.edges.despill {
-        refine::decontaminate(image, &mask)
+        refine::decontaminate(image, final_mask)
     } else {
         image.clone()
     };
-    let layer = cutout(&colours, &mask);
+    let layer = cutout(&colours, final_mask);
     let framed = if settings.layout.is_identity() {
         layer
     } else {

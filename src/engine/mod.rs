@@ -2,7 +2,6 @@
 //! postprocess → composite/encode. Plain Rust, no UI.
 
 pub mod batch;
-pub mod composite;
 pub mod decode;
 pub mod encode;
 pub mod finish;

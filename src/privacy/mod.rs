@@ -318,6 +318,53 @@ impl Privacy {
 
 /// The store's journal of exports in progress, for the command line (which
 /// does not open the rest of the store): see [`crate::partials`].
+/// The privacy core at work for the app: consent and the store, the store
+/// writer (results, the workspace list, training samples and sweeps, off
+/// the UI thread) and the uploader (idle, no connection, without consent),
+/// all wired to the one consent gate.
+pub struct PrivacyServices {
+    pub privacy: Privacy,
+    pub writer: writer::StoreWriter,
+    pub uploader: uploads::Uploader,
+}
+
+impl PrivacyServices {
+    /// Starts the writer and the uploader; `wake` is called when either has
+    /// news for the window. Without its threads nothing may be stored:
+    /// the caller keeps nothing (fails closed).
+    pub fn start(privacy: Privacy, wake: Arc<dyn Fn() + Send + Sync>) -> std::io::Result<Self> {
+        let uploader = uploads::Uploader::spawn(
+            privacy.store.clone(),
+            privacy.gate(),
+            privacy.consent_on_disk(),
+            privacy.upload_endpoint.clone(),
+            uploads::Backoff::default(),
+            wake.clone(),
+        )?;
+        let writer = writer::StoreWriter::spawn(
+            privacy.store.clone(),
+            privacy.gate(),
+            privacy.consent_on_disk(),
+            Box::new(privacy.sweeper()),
+            Box::new(uploader.kicker()),
+            wake,
+        )?;
+        Ok(Self {
+            privacy,
+            writer,
+            uploader,
+        })
+    }
+
+    /// Changes consent (see [`Privacy::set_opted_in`]) and has the uploader
+    /// look at the queue at once.
+    pub fn set_opted_in(&mut self, opted_in: bool) -> Result<(), PrivacyError> {
+        let result = self.privacy.set_opted_in(opted_in);
+        self.uploader.kick();
+        result
+    }
+}
+
 pub fn partials_journal(dirs: &AppDirs) -> std::io::Result<std::path::PathBuf> {
     let dir = dirs.data.join("store").join(store::PARTIALS_DIR);
     crate::fsutil::private_dir(&dirs.data.join("store"))?;

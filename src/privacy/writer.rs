@@ -13,7 +13,7 @@ use image::{GrayImage, RgbaImage};
 use super::recent::{Kept, NewResult, save_result, save_strokes};
 use super::store::{RetentionStore, StoreError, SweepReport};
 use super::uploads::{ConsentGate, ConsentOnDisk, TrainingSample, enqueue};
-use crate::engine::refine::{EdgeSettings, Stroke, finish_mask};
+use crate::engine::refine::Stroke;
 /// The app's id of an open image (reports name it).
 pub type ImageId = u64;
 
@@ -39,12 +39,12 @@ pub enum StoreJob {
     /// A training sample; dropped unless consent holds when it is written.
     /// The final mask (strokes and edge settings on the model's mask) is
     /// made here, off the UI thread.
+    /// A delivered result as a training sample: the photo and the user's
+    /// final mask (strokes and edge settings applied, made by the export).
     QueueUpload {
         label: String,
         original: Arc<RgbaImage>,
-        mask: Arc<GrayImage>,
-        strokes: Vec<Stroke>,
-        edges: EdgeSettings,
+        final_mask: Arc<GrayImage>,
         model: String,
     },
     Sweep,
@@ -128,22 +128,15 @@ impl StoreWriter {
                         StoreJob::QueueUpload {
                             label,
                             original,
-                            mask,
-                            strokes,
-                            edges,
+                            final_mask,
                             model,
                         } => {
                             if !gate.opted_in() {
                                 continue;
                             }
-                            let mask = if strokes.is_empty() && !edges.changes_mask() {
-                                mask
-                            } else {
-                                Arc::new(finish_mask(&mask, &strokes, &edges))
-                            };
                             let sample = TrainingSample {
                                 original: &original,
-                                mask: &mask,
+                                mask: &final_mask,
                                 model_id: &model,
                             };
                             match enqueue(&store, &gate, &consent_on_disk, &label, &sample) {

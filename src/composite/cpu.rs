@@ -1,57 +1,62 @@
-//! The CPU reference composite: what every export is checked against.
+//! The CPU reference composite: what every export is checked against, and
+//! what exports use when no GPU is at hand.
 
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{GrayImage, RgbImage, RgbaImage};
 
-/// What lies under the cut-out.
-#[derive(Debug, Clone, Copy)]
-pub enum CompositeBackground<'a> {
-    Transparent,
-    Colour([u8; 3]),
-    /// A picture the size of the photo (see [`cover`] and [`blurred`]).
-    Image(&'a RgbaImage),
-}
+use super::Background;
 
 /// The composite as RGBA: straight alpha over a transparent background,
-/// opaque over a colour or picture.
-pub fn composite(
+/// opaque over a colour, a picture or a blur.
+pub fn composite(image: &RgbaImage, mask: &GrayImage, background: &Background) -> RgbaImage {
+    let picture = background.pixels_for(image).map(|(_, pixels)| pixels);
+    composite_with(image, mask, background, picture.as_ref())
+}
+
+/// [`composite`] with the background's pixels already made
+/// (`background.pixels_for(image)`), as the export shares them with the GPU.
+pub fn composite_with(
     image: &RgbaImage,
     mask: &GrayImage,
-    background: CompositeBackground<'_>,
+    background: &Background,
+    picture: Option<&RgbaImage>,
 ) -> RgbaImage {
-    match background {
-        CompositeBackground::Transparent => cutout(image, mask),
-        CompositeBackground::Colour(colour) => {
-            let rgb = flatten_on(image, mask, colour);
+    match (background, picture) {
+        (Background::Colour(colour), _) => {
+            let rgb = flatten_on(image, mask, *colour);
             RgbaImage::from_fn(image.width(), image.height(), |x, y| {
                 let p = rgb.get_pixel(x, y).0;
                 image::Rgba([p[0], p[1], p[2], 255])
             })
         }
-        CompositeBackground::Image(picture) => {
-            assert_eq!(
-                image.dimensions(),
-                picture.dimensions(),
-                "background size differs"
-            );
-            let mut out = RgbaImage::new(image.width(), image.height());
-            for (((dst, src), m), bg) in out
-                .pixels_mut()
-                .zip(image.pixels())
-                .zip(mask.pixels())
-                .zip(picture.pixels())
-            {
-                let a = u16::from(mul_u8(src[3], m[0]));
-                for c in 0..3 {
-                    dst[c] =
-                        ((u16::from(src[c]) * a + u16::from(bg[c]) * (255 - a) + 127) / 255) as u8;
-                }
-                dst[3] = 255;
-            }
-            out
+        (Background::Picture { .. } | Background::Blur, Some(picture)) => {
+            over_picture(image, mask, picture)
         }
+        _ => cutout(image, mask),
     }
+}
+
+fn over_picture(image: &RgbaImage, mask: &GrayImage, picture: &RgbaImage) -> RgbaImage {
+    assert_eq!(
+        image.dimensions(),
+        picture.dimensions(),
+        "background size differs"
+    );
+    let mut out = RgbaImage::new(image.width(), image.height());
+    for (((dst, src), m), bg) in out
+        .pixels_mut()
+        .zip(image.pixels())
+        .zip(mask.pixels())
+        .zip(picture.pixels())
+    {
+        let a = u16::from(mul_u8(src[3], m[0]));
+        for c in 0..3 {
+            dst[c] = ((u16::from(src[c]) * a + u16::from(bg[c]) * (255 - a) + 127) / 255) as u8;
+        }
+        dst[3] = 255;
+    }
+    out
 }
 
 /// `picture` scaled to cover `width`×`height` and centre-cropped, as a

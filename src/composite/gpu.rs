@@ -9,15 +9,38 @@ use std::num::NonZeroU64;
 use image::{GrayImage, RgbaImage};
 use wgpu::util::DeviceExt;
 
-pub const SHADER: &str = include_str!("../shaders/composite.wgsl");
+use super::{Background, checkerboard};
 
-/// What lies under the cut-out.
+const SHADER: &str = include_str!("../../shaders/composite.wgsl");
+
+/// The shader's source: the checkerboard's grey levels come from
+/// [`checkerboard`], so the CPU canvas and the shader cannot drift apart.
+pub fn shader_source() -> String {
+    let level = |grey: u8| f32::from(grey) / 255.0;
+    format!(
+        "const CHECKER_LIGHT: f32 = {:?};\nconst CHECKER_DARK: f32 = {:?};\n{SHADER}",
+        level(checkerboard::LIGHT),
+        level(checkerboard::DARK)
+    )
+}
+
+/// How the shader fills what lies under the cut-out (its `mode`), derived
+/// from a [`Background`]: a picture or blur is the layer's third texture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerBackground {
+pub enum Fill {
     Transparent,
     Colour([u8; 3]),
-    /// The layer's background texture (a picture of the user's, or a blur).
     Texture,
+}
+
+impl From<&Background> for Fill {
+    fn from(background: &Background) -> Self {
+        match background {
+            Background::Transparent => Self::Transparent,
+            Background::Colour(rgb) => Self::Colour(*rgb),
+            Background::Picture { .. } | Background::Blur => Self::Texture,
+        }
+    }
 }
 
 /// The shader's uniform block (32 bytes, std140-compatible).
@@ -32,10 +55,10 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn new(background: LayerBackground, split: f32, checker: f32) -> Self {
+    pub fn new(background: Fill, split: f32, checker: f32) -> Self {
         let (mode, colour) = match background {
-            LayerBackground::Transparent => (0, [0.0; 4]),
-            LayerBackground::Colour([r, g, b]) => (
+            Fill::Transparent => (0, [0.0; 4]),
+            Fill::Colour([r, g, b]) => (
                 1,
                 [
                     f32::from(r) / 255.0,
@@ -44,7 +67,7 @@ impl Params {
                     1.0,
                 ],
             ),
-            LayerBackground::Texture => (2, [0.0; 4]),
+            Fill::Texture => (2, [0.0; 4]),
         };
         Self {
             colour,
@@ -123,7 +146,7 @@ impl Compositor {
     pub fn new(device: &wgpu::Device, screen_format: Option<wgpu::TextureFormat>) -> Self {
         let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("composite.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
+            source: wgpu::ShaderSource::Wgsl(shader_source().into()),
         });
         let texture_entry = |binding| wgpu::BindGroupLayoutEntry {
             binding,
@@ -261,7 +284,7 @@ impl Compositor {
         };
         let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("composite params"),
-            contents: &Params::new(LayerBackground::Transparent, 0.0, 10.0).bytes(),
+            contents: &Params::new(Fill::Transparent, 0.0, checkerboard::CELL_POINTS).bytes(),
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         });
         let bind_group = self.bind_group(device, &params, &photo_tex, &mask_tex, &background_tex);
@@ -383,10 +406,10 @@ impl Compositor {
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         layer: &GpuLayer,
-        background: LayerBackground,
+        background: &Background,
     ) -> Result<RgbaImage, GpuError> {
         let (w, h) = layer.size;
-        let mut params = Params::new(background, 0.0, 0.0);
+        let mut params = Params::new(Fill::from(background), 0.0, 0.0);
         params.export_exact = 1;
         layer.write_params(queue, &params);
         let target = device.create_texture(&wgpu::TextureDescriptor {

@@ -1,0 +1,411 @@
+//! What commands do to the workspace, the engine, the models and the batch:
+//! opening images, edits, switching models or quality, file dialogs' answers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::batch_panel::{self, BatchAction, BatchRun};
+use super::dialogs::{Answerer, DialogAnswer, DialogKind, DialogPurpose, DialogRequest};
+use super::editor::EditAction;
+use super::models_page::ModelsAction;
+use super::worker::{ImageId, ImageSource};
+use super::{
+    DesktopApp, EngineStatus, Notice, Page, Status, display_name, expand_folders, spawn_worker,
+};
+
+impl DesktopApp {
+    /// What the Batch page asked for.
+    pub(super) fn batch_action(&mut self, action: BatchAction) {
+        match action {
+            BatchAction::None => {}
+            BatchAction::ChooseInput => self.ask(DialogRequest::new(
+                DialogPurpose::BatchInput,
+                DialogKind::PickFolder,
+            )),
+            BatchAction::ChooseOutput => self.ask(DialogRequest::new(
+                DialogPurpose::BatchOutput,
+                DialogKind::PickFolder,
+            )),
+            BatchAction::Start => self.start_batch(),
+            BatchAction::CopyReport(csv) => {
+                let result = arboard::Clipboard::new().and_then(|mut c| c.set_text(csv));
+                self.notices.push(match result {
+                    Ok(()) => Notice {
+                        text: "failure report copied".into(),
+                        is_error: false,
+                    },
+                    Err(e) => Notice {
+                        text: format!("could not copy ({e})"),
+                        is_error: true,
+                    },
+                });
+            }
+            BatchAction::SaveReport(csv) => self.ask(
+                DialogRequest::new(
+                    DialogPurpose::SaveReport(csv),
+                    DialogKind::Save {
+                        file_name: "failures.csv".into(),
+                    },
+                )
+                .filter("CSV", &["csv"]),
+            ),
+            BatchAction::OpenOutput(folder) => {
+                if let Err(e) = batch_panel::open_folder(&folder) {
+                    self.notices.push(Notice {
+                        text: format!("cannot open the folder ({e}): {}", folder.display()),
+                        is_error: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Starts the batch panel's batch on its own thread.
+    pub fn start_batch(&mut self) {
+        let (Some(input), Some(output)) = (self.batch.input.clone(), self.batch.output.clone())
+        else {
+            return;
+        };
+        let mut settings = self.batch.settings.clone();
+        // The inspector's edge and layout settings, and the brush edits of
+        // any of the folder's images open in the workspace.
+        settings.finish = self.finish;
+        settings.partials = self.partials_journal();
+        settings.edits = self
+            .workspace
+            .items
+            .iter()
+            .filter(|i| !i.strokes.is_empty())
+            .filter_map(|i| {
+                let path = i.path.as_ref()?;
+                let key = path.canonicalize().unwrap_or_else(|_| path.clone());
+                Some((key, i.strokes.clone()))
+            })
+            .collect();
+        let wake_ctx = self.ctx.clone();
+        let (handle, job) = crate::engine::batch::BatchHandle::new(
+            crate::engine::batch::BatchRequest {
+                input,
+                output,
+                settings,
+            },
+            Arc::new(move || wake_ctx.request_repaint()),
+        );
+        // The workspace's worker runs it: one ONNX session for both.
+        if self.worker.start_batch(job) {
+            self.batch.run = Some(BatchRun::new(handle));
+        } else {
+            self.notices.push(Notice {
+                text: "a batch is already starting".into(),
+                is_error: true,
+            });
+        }
+    }
+
+    /// Switches to another installed model: a new worker loads it, and every
+    /// open image is processed again from its decoded pixels.
+    pub fn switch_model(&mut self, id: &str) {
+        if id == self.model {
+            return;
+        }
+        self.model = id.to_string();
+        self.reload_engine();
+    }
+
+    /// A new worker for the current model (after a switch, or once the
+    /// missing model was installed); open images are processed again.
+    pub(super) fn reload_engine(&mut self) {
+        let worker = spawn_worker(
+            &self.ctx,
+            &self.dirs,
+            &self.model,
+            (&self.preview, &self.best_quality),
+            &mut self.notices,
+        );
+        let old = std::mem::replace(&mut self.worker, worker);
+        // Dropping waits for a running inference: not on the UI thread.
+        std::thread::spawn(move || drop(old));
+        self.engine = EngineStatus::Loading;
+        // The new worker warms its own preview model when the switch is on.
+        self.preview_model_ready = false;
+        let ids: Vec<_> = self.workspace.items.iter().map(|i| i.id).collect();
+        for id in ids {
+            self.reprocess(id);
+        }
+    }
+
+    /// Runs the model again on one open image (after a model or quality
+    /// change); its strokes stay, being in image pixels.
+    pub(super) fn reprocess(&mut self, id: ImageId) {
+        if let Some(item) = self.workspace.items.iter_mut().find(|i| i.id == id) {
+            let Some(original) = item.original.clone() else {
+                // Still being read by the old worker: read it again.
+                if matches!(item.status, Status::Queued | Status::Removing)
+                    && let Some(path) = item.path.clone()
+                    && !self.worker.open(item.id, ImageSource::File(path))
+                {
+                    item.status = Status::Failed("too many images waiting".into());
+                }
+                return;
+            };
+            item.mask = None;
+            item.preview_mask = None;
+            item.provisional = false;
+            item.textures = None;
+            item.edited_preview_mask = None;
+            item.finished_preview = None;
+            item.status = Status::Queued;
+            if !self.worker.open(item.id, ImageSource::Pixels(original)) {
+                item.status = Status::Failed("too many images waiting".into());
+            }
+        }
+    }
+
+    /// Installs a model file the user chose (checked on a thread).
+    pub fn import_model(&mut self, path: PathBuf) {
+        self.model_manager.import(path);
+    }
+
+    pub(super) fn models_action(&mut self, action: ModelsAction) {
+        match action {
+            ModelsAction::None => {}
+            ModelsAction::Use(id) => self.switch_model(&id),
+            ModelsAction::Download(id) => self.model_manager.start_download(&id),
+            ModelsAction::Cancel(id) => self.model_manager.cancel_download(&id),
+            ModelsAction::Remove(id) => match self.model_manager.remove(&id) {
+                Ok(_) => self.notices.push(Notice {
+                    text: format!("model removed from your models folder: {id}"),
+                    is_error: false,
+                }),
+                Err(text) => self.notices.push(Notice {
+                    text,
+                    is_error: true,
+                }),
+            },
+            ModelsAction::Import => self.ask(
+                DialogRequest::new(DialogPurpose::ImportModel, DialogKind::PickFile)
+                    .filter("ONNX models", &["onnx"]),
+            ),
+            ModelsAction::ConfirmCustom => {
+                let form = self.custom_form.clone();
+                self.model_manager.confirm_custom(&form.name, form.preset);
+            }
+            ModelsAction::DismissCustom => self.model_manager.dismiss_custom(),
+            ModelsAction::ShowModels => self.page = Page::Models,
+        }
+    }
+
+    /// Opens files, and the images directly inside folders.
+    pub fn open_paths(&mut self, paths: Vec<PathBuf>) {
+        // Launched without photos: nothing opened (the timeline's counts
+        // pair each "opened" with a result).
+        if let Some(t) = self.timeline.as_ref().filter(|_| !paths.is_empty()) {
+            t.mark("opened");
+        }
+        for path in expand_folders(paths) {
+            let id = self.workspace.add(display_name(&path), Some(path.clone()));
+            if !self.worker.open(id, ImageSource::File(path)) {
+                self.workspace.fail(
+                    id,
+                    "too many images waiting; try again when some are done".into(),
+                );
+            }
+        }
+    }
+
+    /// Opens pixels that are already in memory (a paste).
+    pub fn open_pixels(&mut self, name: String, image: image::RgbaImage) {
+        if !crate::limits::image_size_ok(image.width(), image.height()) {
+            self.notices.push(Notice {
+                text: format!(
+                    "{name} is {}×{} pixels, over the {} MP limit",
+                    image.width(),
+                    image.height(),
+                    crate::limits::MAX_IMAGE_PIXELS / 1_000_000
+                ),
+                is_error: true,
+            });
+            return;
+        }
+        let id = self.workspace.add(name, None);
+        if !self.worker.open(id, ImageSource::Pixels(Arc::new(image))) {
+            self.workspace.fail(id, "too many images waiting".into());
+        }
+    }
+
+    pub fn cancel(&mut self, id: u64) {
+        self.worker.cancel(id);
+        self.workspace.set_status(id, Status::Cancelled);
+    }
+
+    /// Shows a file dialog; its answer comes back to `apply_dialog_answer`.
+    pub(super) fn ask(&mut self, request: DialogRequest) {
+        if !self.dialogs.request(request) {
+            let text = "A file dialog is already open.";
+            if !self.notices.iter().any(|n| n.text == text) {
+                self.notices.push(Notice {
+                    text: text.into(),
+                    is_error: false,
+                });
+            }
+        }
+    }
+
+    /// File dialogs are answered by `answerer` instead of being shown (tests).
+    pub fn answer_dialogs_with(&mut self, answerer: Answerer) {
+        self.dialogs.answer_with(answerer);
+    }
+
+    pub(super) fn apply_dialog_answer(&mut self, answer: DialogAnswer) {
+        let Some(mut paths) = answer.paths.filter(|p| !p.is_empty()) else {
+            self.dialog_unavailable_hint();
+            return;
+        };
+        let first = paths.swap_remove(0);
+        match answer.purpose {
+            DialogPurpose::OpenImages => {
+                paths.insert(0, first);
+                self.open_paths(paths);
+            }
+            DialogPurpose::Export => self.export_selected_to(first),
+            DialogPurpose::BackgroundPicture => self.set_background_picture(first),
+            DialogPurpose::BatchInput => self.batch.input = Some(first),
+            DialogPurpose::BatchOutput => self.batch.output = Some(first),
+            DialogPurpose::SaveReport(csv) => {
+                if let Err(e) = crate::fsutil::write_atomically(
+                    &first,
+                    csv.as_bytes(),
+                    crate::fsutil::Access::Shared,
+                ) {
+                    self.notices.push(Notice {
+                        text: format!("cannot save the report ({e}): {}", first.display()),
+                        is_error: true,
+                    });
+                }
+            }
+            DialogPurpose::ImportModel => self.import_model(first),
+        }
+    }
+
+    /// rfd returns "cancelled" both when the user cancels and when no dialog
+    /// could be shown at all (no portal, no zenity): say so, gently.
+    fn dialog_unavailable_hint(&mut self) {
+        let text = "No file chosen. If no dialog appeared, this system has no file-dialog service \
+                    (xdg-desktop-portal or zenity): drag files onto the window instead.";
+        if !self.notices.iter().any(|n| n.text == text) {
+            self.notices.push(Notice {
+                text: text.into(),
+                is_error: false,
+            });
+        }
+    }
+
+    pub(super) fn paste(&mut self) {
+        match arboard::Clipboard::new().and_then(|mut c| c.get_image()) {
+            Ok(img) => {
+                // Checked before the cast: a clipboard may claim any size.
+                let (Ok(width), Ok(height)) = (u32::try_from(img.width), u32::try_from(img.height))
+                else {
+                    self.notices.push(Notice {
+                        text: "the clipboard image is over the size limit".into(),
+                        is_error: true,
+                    });
+                    return;
+                };
+                match image::RgbaImage::from_raw(width, height, img.bytes.into_owned()) {
+                    Some(rgba) => self.open_pixels("Pasted image".into(), rgba),
+                    None => self.notices.push(Notice {
+                        text: "the clipboard image has an unexpected layout".into(),
+                        is_error: true,
+                    }),
+                }
+            }
+            Err(e) => self.notices.push(Notice {
+                text: format!("no image on the clipboard ({e})"),
+                is_error: true,
+            }),
+        }
+    }
+
+    /// Files the stroke just painted on the selected image.
+    pub(super) fn commit_stroke(&mut self) {
+        let Some(item) = self.workspace.selected_mut() else {
+            return;
+        };
+        let Some(stroke) = item.active_stroke.take() else {
+            return;
+        };
+        if stroke.points.is_empty() {
+            return;
+        }
+        item.strokes.push(stroke);
+        item.redo.clear();
+        let id = item.id;
+        self.refresh_preview(id);
+        self.save_strokes(id);
+    }
+
+    /// Undo, redo, reset, or new settings, on the selected image.
+    pub fn edit(&mut self, action: EditAction) {
+        let Some(item) = self.workspace.selected_mut() else {
+            return;
+        };
+        match action {
+            EditAction::None => return,
+            EditAction::Undo => match item.strokes.pop() {
+                Some(stroke) => item.redo.push(stroke),
+                None => return,
+            },
+            EditAction::Redo => match item.redo.pop() {
+                Some(stroke) => item.strokes.push(stroke),
+                None => return,
+            },
+            EditAction::Reset => {
+                item.strokes.clear();
+                item.redo.clear();
+            }
+            EditAction::SettingsChanged => {
+                let ids: Vec<ImageId> = self.workspace.items.iter().map(|i| i.id).collect();
+                for id in ids {
+                    self.refresh_preview(id);
+                }
+                return;
+            }
+        }
+        let id = item.id;
+        self.refresh_preview(id);
+        self.save_strokes(id);
+    }
+
+    /// Best-quality passes for images processed from now on.
+    pub fn best_quality(&self) -> bool {
+        self.best_quality.load(Ordering::Relaxed)
+    }
+
+    /// The preview model's quick cut-out while the full model runs.
+    pub fn instant_preview(&self) -> bool {
+        self.preview.load(Ordering::Relaxed)
+    }
+
+    /// Turning best quality on or off redoes the image on screen (others
+    /// follow as they are processed or reopened).
+    pub(super) fn set_best_quality(&mut self, on: bool) {
+        self.best_quality.store(on, Ordering::Relaxed);
+        let shown = self
+            .workspace
+            .selected()
+            .filter(|item| item.mask.is_some())
+            .map(|item| item.id);
+        if let Some(id) = shown {
+            self.reprocess(id);
+        }
+    }
+
+    pub(super) fn set_instant_preview(&mut self, on: bool) {
+        self.preview.store(on, Ordering::Relaxed);
+        if on {
+            self.worker.warm_preview();
+        }
+    }
+}
