@@ -1,6 +1,6 @@
 //! What the user chose in the window, kept for the next start: the export
-//! format, edge and layout settings, the background, the page, appearance,
-//! quality and the instant preview. Plain data, read and written here, shown
+//! format, edge and layout settings, the background, the brush's size and
+//! hardness, the page, appearance, quality and the instant preview. Plain data, read and written here, shown
 //! by the front end.
 //!
 //! Never anything of an image: no names, paths or pixels. A picture chosen
@@ -24,6 +24,45 @@ pub enum SavedBackground {
     Colour([u8; 3]),
     /// The photo itself, blurred.
     Blur,
+}
+
+/// The brush's size (screen points) and hardness. Its mode is not kept: a
+/// new session starts with the brush off, so a first drag never paints.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedBrush {
+    pub radius: f32,
+    pub hardness: f32,
+}
+
+impl SavedBrush {
+    pub const RADIUS_RANGE: std::ops::RangeInclusive<f32> = 2.0..=150.0;
+    pub const HARDNESS_RANGE: std::ops::RangeInclusive<f32> = 0.0..=1.0;
+
+    /// Within the sliders' ranges (a hand-edited file may say anything).
+    pub fn clamped(self) -> Self {
+        let clamp = |v: f32, range: &std::ops::RangeInclusive<f32>, default: f32| {
+            if v.is_finite() {
+                v.clamp(*range.start(), *range.end())
+            } else {
+                default
+            }
+        };
+        let default = Self::default();
+        Self {
+            radius: clamp(self.radius, &Self::RADIUS_RANGE, default.radius),
+            hardness: clamp(self.hardness, &Self::HARDNESS_RANGE, default.hardness),
+        }
+    }
+}
+
+impl Default for SavedBrush {
+    fn default() -> Self {
+        Self {
+            radius: 20.0,
+            hardness: 0.7,
+        }
+    }
 }
 
 /// The pages of the window (the front end shows them; the last one shown
@@ -53,6 +92,7 @@ pub struct Preferences {
     pub format: OutputFormat,
     pub finish: FinishSettings,
     pub background: SavedBackground,
+    pub brush: SavedBrush,
     pub page: Page,
     pub appearance: Appearance,
     pub best_quality: bool,
@@ -66,6 +106,7 @@ impl Default for Preferences {
             format: OutputFormat::default(),
             finish: FinishSettings::default(),
             background: SavedBackground::default(),
+            brush: SavedBrush::default(),
             page: Page::default(),
             appearance: Appearance::default(),
             best_quality: false,
@@ -104,7 +145,10 @@ pub fn load(config_dir: &Path) -> (Preferences, Option<PreferencesError>) {
         }
     };
     match ron::from_str::<Preferences>(&text) {
-        Ok(prefs) => (prefs, None),
+        Ok(mut prefs) => {
+            prefs.brush = prefs.brush.clamped();
+            (prefs, None)
+        }
         Err(e) => {
             let error = PreferencesError {
                 action: "read the preferences",
@@ -164,6 +208,10 @@ mod tests {
             appearance: Appearance::Dark,
             best_quality: true,
             instant_preview: false,
+            brush: SavedBrush {
+                radius: 64.0,
+                hardness: 0.25,
+            },
             ..Preferences::default()
         };
         prefs.finish.edges.feather = 2.5;
@@ -205,5 +253,19 @@ mod tests {
         assert!(error.is_none());
         assert_eq!(prefs.format, OutputFormat::Jpeg);
         assert_eq!(prefs.background, SavedBackground::Transparent);
+    }
+
+    #[test]
+    fn a_brush_out_of_range_comes_back_within_the_sliders() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(PREFERENCES_FILE),
+            "(brush: (radius: 1e9, hardness: -3.0))",
+        )
+        .unwrap();
+        let (prefs, error) = load(dir.path());
+        assert!(error.is_none());
+        assert_eq!(prefs.brush.radius, *SavedBrush::RADIUS_RANGE.end());
+        assert_eq!(prefs.brush.hardness, 0.0);
     }
 }

@@ -1320,7 +1320,11 @@ fn a_purge_from_the_account_page_is_not_undone_by_the_open_images() {
     harness.get_by_label("Delete all local data now").click();
     harness.run_steps(2);
     harness.get_by_label("Delete").click();
-    harness.run_steps(2);
+    // The store writer deletes, after whatever it is writing; its report
+    // is the notice.
+    step_until(&mut harness, "the purge", |app| {
+        app.notices.iter().any(|n| n.text.starts_with("deleted "))
+    });
     let store = harness.state().privacy().unwrap().store.clone();
     assert_eq!(store.stats().items, 0);
     harness.state_mut().page = Page::Workspace;
@@ -1415,6 +1419,7 @@ fn the_window_settings_survive_a_restart_and_hold_nothing_of_the_images() {
             app.format = OutputFormat::Webp;
             app.finish.edges.feather = 3.0;
             app.view.background = Background::Colour([200, 10, 10]);
+            app.view.brush.radius = 48.0;
             app.page = Page::Batch;
         }
         harness.ctx.set_theme(egui::ThemePreference::Dark);
@@ -1439,6 +1444,8 @@ fn the_window_settings_survive_a_restart_and_hold_nothing_of_the_images() {
             "untouched settings keep their default"
         );
         assert_eq!(app.view.background, Background::Colour([200, 10, 10]));
+        assert_eq!(app.view.brush.radius, 48.0);
+        assert_eq!(app.view.brush.mode, None, "the brush starts off");
         assert_eq!(app.page, Page::Batch);
     }
     assert_eq!(

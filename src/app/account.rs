@@ -101,9 +101,24 @@ pub fn account_ui(
     confirm_delete: &mut bool,
     uploader: UploaderState,
 ) -> Option<Command> {
-    let mut action = None;
-
     // First, and prominent: the single gate.
+    let mut action = consent_section(ui, privacy);
+    ui.add_space(16.0);
+    if let Some(purge) = stored_section(ui, privacy, confirm_delete) {
+        action = Some(purge);
+    }
+    ui.add_space(16.0);
+    history_section(ui, privacy);
+    if privacy.opted_in() {
+        ui.add_space(16.0);
+        uploads_ui(ui, privacy, uploader);
+    }
+    action
+}
+
+/// The switch, what it means, where samples go and how clean-up happens.
+fn consent_section(ui: &mut egui::Ui, privacy: &Privacy) -> Option<Command> {
+    let mut action = None;
     let mut opted_in = privacy.opted_in();
     ui.horizontal(|ui| {
         let toggle = consent_switch(ui, &mut opted_in);
@@ -153,8 +168,16 @@ pub fn account_ui(
             }
         }
     }
-    ui.add_space(16.0);
+    action
+}
 
+/// What is stored, when it goes, and deleting it (asked twice).
+fn stored_section(
+    ui: &mut egui::Ui,
+    privacy: &Privacy,
+    confirm_delete: &mut bool,
+) -> Option<Command> {
+    let mut action = None;
     ui.heading("Stored on this computer");
     let stats = privacy.store.stats();
     if stats.items == 0 {
@@ -198,8 +221,10 @@ pub fn account_ui(
     } else if ui.button("Delete all local data now").clicked() {
         *confirm_delete = true;
     }
-    ui.add_space(16.0);
+    action
+}
 
+fn history_section(ui: &mut egui::Ui, privacy: &Privacy) {
     ui.heading("Consent history");
     let ledger = privacy.ledger();
     if ledger.is_empty() {
@@ -217,11 +242,6 @@ pub fn account_ui(
             record.app_version
         ));
     }
-    if privacy.opted_in() {
-        ui.add_space(16.0);
-        uploads_ui(ui, privacy, uploader);
-    }
-    action
 }
 
 /// The upload queue and what has been sent (only shown when opted in).

@@ -233,18 +233,7 @@ impl BatchPanel {
         ui.checkbox(&mut s.include_subfolders, "Include subfolders");
         ui.checkbox(&mut s.mirror, "Recreate the folder tree in the output");
         ui.horizontal(|ui| {
-            egui::ComboBox::from_label("Format")
-                .selected_text(s.format.to_string())
-                .show_ui(ui, |ui| {
-                    for f in [
-                        OutputFormat::Png,
-                        OutputFormat::Webp,
-                        OutputFormat::Jpeg,
-                        OutputFormat::Mask,
-                    ] {
-                        ui.selectable_value(&mut s.format, f, f.to_string());
-                    }
-                });
+            super::editor::format_choice(ui, "Format", &mut s.format);
             if s.format == OutputFormat::Jpeg {
                 ui.label("on");
                 ui.color_edit_button_srgb(&mut s.background.0);

@@ -71,17 +71,25 @@ pub struct CanvasView {
     last_fit: f32,
 }
 
-/// Zoom limits, in screen points per image pixel.
 /// Beside the image name while the preview model's cut-out is shown.
 pub const PREVIEW_MARK: &str = "preview · full result coming";
 
+/// Zoom limits, in screen points per image pixel.
 const MAX_ZOOM: f32 = 32.0;
 const MIN_ZOOM: f32 = 0.05;
+/// Wheel scroll (points) that zooms by a factor of e.
+const SCROLL_PER_E_FOLD: f32 = 200.0;
+/// How close (points) a press must be to the divider to move it.
+const DIVIDER_GRAB: f32 = 12.0;
+const DIVIDER_HANDLE_RADIUS: f32 = 10.0;
+const DIVIDER_HANDLE_BLUE: Color32 = Color32::from_rgb(47, 111, 222);
 
 impl CanvasView {
-    pub fn with_background(background: Background) -> Self {
+    /// The view with the background and brush kept from the last session.
+    pub fn restored(background: Background, brush: super::editor::BrushTool) -> Self {
         Self {
             background,
+            brush,
             ..Self::default()
         }
     }
@@ -129,68 +137,17 @@ impl Default for CanvasView {
 }
 
 impl CanvasView {
+    /// The canvas for `item`: its toolbar, then the picture; returns what
+    /// the app must act on (a finished stroke).
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         item: &mut Item,
         render_state: Option<&egui_wgpu::RenderState>,
     ) -> CanvasEvent {
-        let mut event = CanvasEvent::None;
-        ui.horizontal(|ui| {
-            if ui
-                .selectable_label(self.zoom.is_none(), "Fit")
-                .on_hover_text("Fit to window")
-                .clicked()
-            {
-                self.zoom = None;
-                self.pan = Vec2::ZERO;
-            }
-            if ui
-                .selectable_label(self.zoom == Some(1.0), "100 %")
-                .on_hover_text("One image pixel per screen pixel")
-                .clicked()
-            {
-                self.zoom = Some(1.0 / ui.ctx().pixels_per_point());
-            }
-            ui.separator();
-            ui.label(&item.name);
-            match &item.status {
-                Status::Queued => {
-                    ui.weak("waiting…");
-                }
-                Status::Removing => {
-                    super::busy::busy_mark(ui, "removing background");
-                    if item.provisional {
-                        ui.label(egui::RichText::new(PREVIEW_MARK).strong())
-                            .on_hover_text(
-                                "A quick cut-out from U²-Net portable; the full model's result \
-                                 replaces it in a moment",
-                            );
-                    } else {
-                        ui.weak("removing background…");
-                    }
-                }
-                Status::Failed(reason) => {
-                    // Truncated: a long reason must not widen the toolbar and
-                    // push the picture off the canvas (the list shows it whole).
-                    let text = egui::RichText::new(reason).color(ui.visuals().error_fg_color);
-                    ui.add(egui::Label::new(text).truncate())
-                        .on_hover_text(reason);
-                }
-                Status::WaitingForModel => {
-                    ui.weak("waiting for the model");
-                }
-                Status::Done | Status::Cancelled => {}
-            }
-            if item.preview_pending {
-                super::busy::busy_mark(ui, "updating preview");
-                ui.weak("updating preview…");
-            }
-        });
-
-        // With a layout set and the brush off, the canvas shows
-        // the export as it will look (GPU only; the CPU fallback keeps the
-        // photo frame).
+        toolbar(ui, self, item);
+        // With a layout set and the brush off, the canvas shows the export
+        // as it will look (GPU only; the CPU fallback keeps the photo frame).
         let finished = match (&self.brush.mode, render_state) {
             (None, Some(_)) => item.finished_preview.clone(),
             _ => None,
@@ -208,7 +165,7 @@ impl CanvasView {
                     super::busy::busy_mark(ui, "decoding");
                 }
             });
-            return event;
+            return CanvasEvent::None;
         };
 
         let (response, painter) = ui.allocate_painter(ui.available_size(), Sense::click_and_drag());
@@ -218,109 +175,31 @@ impl CanvasView {
         let area = response.rect;
         let fit = (area.width() / size.x).min(area.height() / size.y);
         self.last_fit = fit;
-        let scale = self.zoom.unwrap_or(fit);
-
-        // Wheel zooms around the pointer; dragging away from the divider pans.
-        if response.hovered() {
-            let scroll = ui.input(|i| i.smooth_scroll_delta.y);
-            if scroll != 0.0 {
-                let new_scale = (scale * (scroll / 200.0).exp()).clamp(fit.min(MIN_ZOOM), MAX_ZOOM);
-                if let Some(pointer) = response.hover_pos() {
-                    let centre = area.center() + self.pan;
-                    self.pan += (pointer - centre) * (1.0 - new_scale / scale);
-                }
-                self.zoom = Some(new_scale);
-            }
-        }
+        self.wheel_zoom(ui, &response, fit);
         let image_rect =
             Rect::from_center_size(area.center() + self.pan, size * self.zoom.unwrap_or(fit));
         let split = if finished.is_some() { 0.0 } else { self.split };
         let divider_x = image_rect.left() + image_rect.width() * split;
-        let near_divider = response
-            .interact_pointer_pos()
-            .or(response.hover_pos())
-            .is_some_and(|p| (p.x - divider_x).abs() < 12.0);
         let painting = self.brush.mode.is_some() && item.mask.is_some();
-        if painting {
-            event = self.paint(ui, &response, image_rect, size, item);
-        } else if finished.is_some() {
-            if response.dragged() {
-                self.pan += response.drag_delta();
-            }
-        } else if response.drag_started() {
-            // Judge by where the press began: by now the pointer has moved.
-            let origin = ui.input(|i| i.pointer.press_origin());
-            self.dragging_divider = origin.is_some_and(|p| (p.x - divider_x).abs() < 12.0);
-        }
-        if response.dragged() && !painting && finished.is_none() {
-            if self.dragging_divider {
-                if let Some(p) = response.interact_pointer_pos() {
-                    self.split = ((p.x - image_rect.left()) / image_rect.width()).clamp(0.0, 1.0);
-                }
-            } else {
-                self.pan += response.drag_delta();
-            }
-        }
-        if near_divider {
-            ui.ctx().set_cursor_icon(egui::CursorIcon::ResizeHorizontal);
-        }
+        let event = if painting {
+            self.paint(ui, &response, image_rect, size, item)
+        } else {
+            self.drag(ui, &response, image_rect, divider_x, finished.is_some());
+            CanvasEvent::None
+        };
 
         let painter = painter.with_clip_rect(area);
-        let preview_background = self.preview_background(item);
         if let (Some((colours, alpha)), Some(rs)) = (&finished, render_state) {
-            // A layer of its own (the photo-framed one stays for painting).
-            let key = LayerKey::finished(item.id);
-            if sync_layer(rs, key, colours, Some(alpha), item.mask_version, None) {
-                // The finished layer has no background texture of its own.
-                let background = match Fill::from(&self.background) {
-                    Fill::Texture => Fill::Transparent,
-                    other => other,
-                };
-                painter.add(egui_wgpu::Callback::new_paint_callback(
-                    image_rect,
-                    CanvasCallback {
-                        id: key,
-                        background,
-                        split: 0.0,
-                        has_mask: true,
-                        pixels_per_point: ui.ctx().pixels_per_point(),
-                    },
-                ));
-            }
+            self.draw_finished(ui, rs, &painter, image_rect, item, (colours, alpha));
             response
                 .on_hover_text("The export as it will look; choose a brush to paint on the photo");
             return event;
         }
+        let preview_background = self.preview_background(item);
         let on_gpu = render_state.is_some_and(|rs| {
-            #[allow(clippy::expect_used, reason = "textures are only made from a preview")]
-            let preview = item
-                .preview
-                .as_deref()
-                .expect("textures exist, so the preview does");
-            let bg = preview_background
-                .as_ref()
-                .map(|(k, img)| (*k, img.as_ref()));
-            sync_layer(
-                rs,
-                LayerKey::photo(item.id),
-                preview,
-                item.display_mask().map(|m| m.as_ref()),
-                item.mask_version,
-                bg,
-            )
+            self.draw_gpu(ui, rs, &painter, image_rect, item, &preview_background)
         });
-        if on_gpu {
-            painter.add(egui_wgpu::Callback::new_paint_callback(
-                image_rect,
-                CanvasCallback {
-                    id: LayerKey::photo(item.id),
-                    background: Fill::from(&self.background),
-                    split: self.split,
-                    has_mask: item.preview_mask.is_some(),
-                    pixels_per_point: ui.ctx().pixels_per_point(),
-                },
-            ));
-        } else {
+        if !on_gpu {
             self.paint_cpu(
                 ui.ctx(),
                 &painter,
@@ -330,21 +209,7 @@ impl CanvasView {
                 preview_background,
             );
         }
-        // The divider and its handle.
-        painter.line_segment(
-            [
-                pos2(divider_x, image_rect.top()),
-                pos2(divider_x, image_rect.bottom()),
-            ],
-            Stroke::new(2.0, Color32::WHITE),
-        );
-        let handle = pos2(divider_x, image_rect.center().y);
-        painter.circle(
-            handle,
-            10.0,
-            Color32::from_rgb(47, 111, 222),
-            Stroke::new(2.0, Color32::WHITE),
-        );
+        draw_divider(&painter, image_rect, divider_x);
         if painting {
             if let Some(p) = response.hover_pos() {
                 let r = self.brush.radius;
@@ -357,6 +222,146 @@ impl CanvasView {
             );
         }
         event
+    }
+
+    /// The wheel zooms around the pointer.
+    fn wheel_zoom(&mut self, ui: &egui::Ui, response: &egui::Response, fit: f32) {
+        if !response.hovered() {
+            return;
+        }
+        let scroll = ui.input(|i| i.smooth_scroll_delta.y);
+        if scroll == 0.0 {
+            return;
+        }
+        let scale = self.zoom.unwrap_or(fit);
+        let new_scale =
+            (scale * (scroll / SCROLL_PER_E_FOLD).exp()).clamp(fit.min(MIN_ZOOM), MAX_ZOOM);
+        if let Some(pointer) = response.hover_pos() {
+            let centre = response.rect.center() + self.pan;
+            self.pan += (pointer - centre) * (1.0 - new_scale / scale);
+        }
+        self.zoom = Some(new_scale);
+    }
+
+    /// Dragging near the divider moves it; elsewhere it pans (the finished
+    /// view has no divider).
+    fn drag(
+        &mut self,
+        ui: &egui::Ui,
+        response: &egui::Response,
+        image_rect: Rect,
+        divider_x: f32,
+        finished: bool,
+    ) {
+        let near = |p: Pos2| (p.x - divider_x).abs() < DIVIDER_GRAB;
+        if finished {
+            if response.dragged() {
+                self.pan += response.drag_delta();
+            }
+            return;
+        }
+        if response.drag_started() {
+            // Judge by where the press began: by now the pointer has moved.
+            let origin = ui.input(|i| i.pointer.press_origin());
+            self.dragging_divider = origin.is_some_and(near);
+        }
+        if response.dragged() {
+            if self.dragging_divider {
+                if let Some(p) = response.interact_pointer_pos() {
+                    self.split = ((p.x - image_rect.left()) / image_rect.width()).clamp(0.0, 1.0);
+                }
+            } else {
+                self.pan += response.drag_delta();
+            }
+        }
+        if response
+            .interact_pointer_pos()
+            .or(response.hover_pos())
+            .is_some_and(near)
+        {
+            ui.ctx().set_cursor_icon(egui::CursorIcon::ResizeHorizontal);
+        }
+    }
+
+    /// The finished export (crop, canvas, shadow) on its own GPU layer; the
+    /// photo-framed one stays for painting.
+    fn draw_finished(
+        &self,
+        ui: &egui::Ui,
+        render_state: &egui_wgpu::RenderState,
+        painter: &egui::Painter,
+        image_rect: Rect,
+        item: &Item,
+        (colours, alpha): (&Arc<RgbaImage>, &Arc<image::GrayImage>),
+    ) {
+        let key = LayerKey::finished(item.id);
+        if !sync_layer(
+            render_state,
+            key,
+            colours,
+            Some(alpha),
+            item.mask_version,
+            None,
+        ) {
+            return;
+        }
+        // The finished layer has no background texture of its own.
+        let background = match Fill::from(&self.background) {
+            Fill::Texture => Fill::Transparent,
+            other => other,
+        };
+        painter.add(egui_wgpu::Callback::new_paint_callback(
+            image_rect,
+            CanvasCallback {
+                id: key,
+                background,
+                split: 0.0,
+                has_mask: true,
+                pixels_per_point: ui.ctx().pixels_per_point(),
+            },
+        ));
+    }
+
+    /// The photo-framed layer through the WGSL compositor; `false` when it
+    /// could not be put on the GPU (the CPU path then draws it).
+    fn draw_gpu(
+        &self,
+        ui: &egui::Ui,
+        render_state: &egui_wgpu::RenderState,
+        painter: &egui::Painter,
+        image_rect: Rect,
+        item: &Item,
+        preview_background: &Option<(u64, Arc<RgbaImage>)>,
+    ) -> bool {
+        let Some(preview) = item.preview.as_deref() else {
+            return false;
+        };
+        let background = preview_background
+            .as_ref()
+            .map(|(k, img)| (*k, img.as_ref()));
+        let key = LayerKey::photo(item.id);
+        let mask = item.display_mask().map(|m| m.as_ref());
+        if !sync_layer(
+            render_state,
+            key,
+            preview,
+            mask,
+            item.mask_version,
+            background,
+        ) {
+            return false;
+        }
+        painter.add(egui_wgpu::Callback::new_paint_callback(
+            image_rect,
+            CanvasCallback {
+                id: key,
+                background: Fill::from(&self.background),
+                split: self.split,
+                has_mask: item.preview_mask.is_some(),
+                pixels_per_point: ui.ctx().pixels_per_point(),
+            },
+        ));
+        true
     }
 
     /// Brush painting: the stroke grows in image pixels on `item`, and each
@@ -499,6 +504,78 @@ impl CanvasView {
             ),
         };
     }
+}
+
+/// Fit and 100 %, the image's name and where it stands.
+fn toolbar(ui: &mut egui::Ui, view: &mut CanvasView, item: &Item) {
+    ui.horizontal(|ui| {
+        if ui
+            .selectable_label(view.zoom.is_none(), "Fit")
+            .on_hover_text("Fit to window")
+            .clicked()
+        {
+            view.fit();
+        }
+        if ui
+            .selectable_label(view.zoom == Some(1.0), "100 %")
+            .on_hover_text("One image pixel per screen pixel")
+            .clicked()
+        {
+            view.zoom = Some(1.0 / ui.ctx().pixels_per_point());
+        }
+        ui.separator();
+        ui.label(&item.name);
+        match &item.status {
+            Status::Queued => {
+                ui.weak("waiting…");
+            }
+            Status::Removing => {
+                super::busy::busy_mark(ui, "removing background");
+                if item.provisional {
+                    ui.label(egui::RichText::new(PREVIEW_MARK).strong())
+                        .on_hover_text(
+                            "A quick cut-out from U²-Net portable; the full model's result \
+                             replaces it in a moment",
+                        );
+                } else {
+                    ui.weak("removing background…");
+                }
+            }
+            Status::Failed(reason) => {
+                // Truncated: a long reason must not widen the toolbar and
+                // push the picture off the canvas (the list shows it whole).
+                let text = egui::RichText::new(reason).color(ui.visuals().error_fg_color);
+                ui.add(egui::Label::new(text).truncate())
+                    .on_hover_text(reason);
+            }
+            Status::WaitingForModel => {
+                ui.weak("waiting for the model");
+            }
+            Status::Done | Status::Cancelled => {}
+        }
+        if item.preview_pending {
+            super::busy::busy_mark(ui, "updating preview");
+            ui.weak("updating preview…");
+        }
+    });
+}
+
+/// The compare divider and its handle.
+fn draw_divider(painter: &egui::Painter, image_rect: Rect, divider_x: f32) {
+    painter.line_segment(
+        [
+            pos2(divider_x, image_rect.top()),
+            pos2(divider_x, image_rect.bottom()),
+        ],
+        Stroke::new(2.0, Color32::WHITE),
+    );
+    let handle = pos2(divider_x, image_rect.center().y);
+    painter.circle(
+        handle,
+        DIVIDER_HANDLE_RADIUS,
+        DIVIDER_HANDLE_BLUE,
+        Stroke::new(2.0, Color32::WHITE),
+    );
 }
 
 /// Builds (once) the display textures from the worker's preview pixels.

@@ -4,9 +4,11 @@
 
 use image::{GrayImage, RgbaImage};
 
+use crate::engine::encode::OutputFormat;
 use crate::engine::finish::FinishSettings;
 use crate::engine::layout::{Canvas, Margin, Shadow};
 use crate::engine::refine::{self, BrushMode, EdgeSettings, Stroke};
+use crate::prefs::SavedBrush;
 
 /// The brush as set in the inspector.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,10 +33,26 @@ impl BrushTool {
 
 impl Default for BrushTool {
     fn default() -> Self {
+        Self::from(SavedBrush::default())
+    }
+}
+
+impl From<SavedBrush> for BrushTool {
+    fn from(saved: SavedBrush) -> Self {
         Self {
             mode: None,
-            radius: 20.0,
-            hardness: 0.7,
+            radius: saved.radius,
+            hardness: saved.hardness,
+        }
+    }
+}
+
+impl BrushTool {
+    /// As kept for the next start (size and hardness, not the mode).
+    pub fn saved(&self) -> SavedBrush {
+        SavedBrush {
+            radius: self.radius,
+            hardness: self.hardness,
         }
     }
 }
@@ -48,6 +66,22 @@ pub enum EditAction {
     Reset,
     /// Edge, crop, canvas or shadow settings changed.
     SettingsChanged,
+}
+
+/// The export format, as a drop-down (inspector and Batch page).
+pub fn format_choice(ui: &mut egui::Ui, label: &str, format: &mut OutputFormat) {
+    egui::ComboBox::from_label(label)
+        .selected_text(format.to_string())
+        .show_ui(ui, |ui| {
+            for choice in [
+                OutputFormat::Png,
+                OutputFormat::Webp,
+                OutputFormat::Jpeg,
+                OutputFormat::Mask,
+            ] {
+                ui.selectable_value(format, choice, choice.to_string());
+            }
+        });
 }
 
 /// The brush and edge controls; `can_undo`/`can_redo` enable the buttons.
@@ -75,8 +109,8 @@ pub fn editor_ui(
             }
         }
     });
-    ui.add(egui::Slider::new(&mut brush.radius, 2.0..=150.0).text("size"));
-    ui.add(egui::Slider::new(&mut brush.hardness, 0.0..=1.0).text("hardness"));
+    ui.add(egui::Slider::new(&mut brush.radius, SavedBrush::RADIUS_RANGE).text("size"));
+    ui.add(egui::Slider::new(&mut brush.hardness, SavedBrush::HARDNESS_RANGE).text("hardness"));
     ui.horizontal(|ui| {
         if ui
             .add_enabled(can_undo, egui::Button::new("Undo"))

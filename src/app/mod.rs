@@ -293,7 +293,7 @@ impl DesktopApp {
         let mut app = Self {
             page: prefs.page,
             model,
-            view: CanvasView::with_background(prefs.background.into()),
+            view: CanvasView::restored(prefs.background.into(), prefs.brush.into()),
             format: prefs.format,
             finish: prefs.finish,
             preview,
@@ -344,6 +344,7 @@ impl DesktopApp {
             format: self.format,
             finish: self.finish,
             background: self.view.background.saved(),
+            brush: self.view.brush.saved(),
             page: self.page,
             appearance: self.ctx.options(|o| o.theme_preference).into(),
             best_quality: self.best_quality(),

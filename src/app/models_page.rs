@@ -43,6 +43,8 @@ impl Default for CustomForm {
 pub const FIRST_RUN_BUTTON: &str = "Download the default model";
 
 const WARN: Color32 = Color32::from_rgb(210, 140, 30);
+/// The "in use" mark (the status bar's "local only" green).
+const IN_USE_GREEN: Color32 = Color32::from_rgb(60, 150, 90);
 
 pub fn models_ui(
     ui: &mut egui::Ui,
@@ -137,11 +139,7 @@ fn row_ui(ui: &mut egui::Ui, row: &ModelRow, in_use: bool) -> Option<ModelsActio
             ui.label(RichText::new("default").small().weak());
         }
         if in_use {
-            ui.label(
-                RichText::new("in use")
-                    .small()
-                    .color(Color32::from_rgb(60, 150, 90)),
-            );
+            ui.label(RichText::new("in use").small().color(IN_USE_GREEN));
         }
     });
     ui.label(&row.description);
@@ -182,59 +180,8 @@ fn row_ui(ui: &mut egui::Ui, row: &ModelRow, in_use: bool) -> Option<ModelsActio
         if row.installed.is_some() && !in_use && ui.button("Use").clicked() {
             action = Some(ModelsAction::Use(row.id.clone()));
         }
-        match &row.download {
-            RowDownload::Running {
-                progress,
-                cancelling,
-            } => {
-                let fraction = progress.and_then(|p| p.fraction());
-                let text = match progress {
-                    Some(p) => match p.total {
-                        Some(total) => {
-                            format!("{} of {}", human_bytes(p.done), human_bytes(total))
-                        }
-                        None => human_bytes(p.done),
-                    },
-                    None => "connecting…".to_string(),
-                };
-                ui.add(
-                    egui::ProgressBar::new(fraction.unwrap_or(0.0))
-                        .desired_width(220.0)
-                        .text(text)
-                        .animate(fraction.is_none()),
-                );
-                if *cancelling {
-                    ui.label("stopping…");
-                } else if ui.button("Cancel").clicked() {
-                    action = Some(ModelsAction::Cancel(row.id.clone()));
-                }
-            }
-            RowDownload::Available {
-                host,
-                bytes,
-                partial,
-            } if row.installed.is_none() => {
-                let label = match (bytes, *partial > 0) {
-                    (Some(total), true) => format!(
-                        "Resume download ({} of {})",
-                        human_bytes(*partial),
-                        human_bytes(*total)
-                    ),
-                    (None, true) => format!("Resume download ({} so far)", human_bytes(*partial)),
-                    (Some(total), false) => format!("Download ({})", human_bytes(*total)),
-                    (None, false) => "Download".to_string(),
-                };
-                if ui
-                    .button(label)
-                    .on_hover_text(format!(
-                        "Fetches it from {host} now, checks its checksum, and keeps it in your models folder"
-                    ))
-                    .clicked()
-                {
-                    action = Some(ModelsAction::Download(row.id.clone()));
-                }
-            }
-            _ => {}
+        if let Some(asked) = download_ui(ui, row) {
+            action = Some(asked);
         }
         // Not the model in use: the app would be left without one.
         if matches!(row.installed, Some((_, Location::User)))
@@ -247,6 +194,66 @@ fn row_ui(ui: &mut egui::Ui, row: &ModelRow, in_use: bool) -> Option<ModelsActio
             action = Some(ModelsAction::Remove(row.id.clone()));
         }
     });
+    action
+}
+
+/// A running download's progress and Cancel, or Download / Resume.
+fn download_ui(ui: &mut egui::Ui, row: &ModelRow) -> Option<ModelsAction> {
+    let mut action = None;
+    match &row.download {
+        RowDownload::Running {
+            progress,
+            cancelling,
+        } => {
+            let fraction = progress.and_then(|p| p.fraction());
+            let text = match progress {
+                Some(p) => match p.total {
+                    Some(total) => {
+                        format!("{} of {}", human_bytes(p.done), human_bytes(total))
+                    }
+                    None => human_bytes(p.done),
+                },
+                None => "connecting…".to_string(),
+            };
+            ui.add(
+                egui::ProgressBar::new(fraction.unwrap_or(0.0))
+                    .desired_width(220.0)
+                    .text(text)
+                    .animate(fraction.is_none()),
+            );
+            if *cancelling {
+                ui.label("stopping…");
+            } else if ui.button("Cancel").clicked() {
+                action = Some(ModelsAction::Cancel(row.id.clone()));
+            }
+        }
+        RowDownload::Available {
+            host,
+            bytes,
+            partial,
+        } if row.installed.is_none() => {
+            let label = match (bytes, *partial > 0) {
+                (Some(total), true) => format!(
+                    "Resume download ({} of {})",
+                    human_bytes(*partial),
+                    human_bytes(*total)
+                ),
+                (None, true) => format!("Resume download ({} so far)", human_bytes(*partial)),
+                (Some(total), false) => format!("Download ({})", human_bytes(*total)),
+                (None, false) => "Download".to_string(),
+            };
+            if ui
+                .button(label)
+                .on_hover_text(format!(
+                    "Fetches it from {host} now, checks its checksum, and keeps it in your models folder"
+                ))
+                .clicked()
+            {
+                action = Some(ModelsAction::Download(row.id.clone()));
+            }
+        }
+        _ => {}
+    }
     action
 }
 

@@ -18,7 +18,6 @@ use super::{
     ZOOM_OUT,
 };
 use super::{account, batch_panel, busy, canvas, editor, models_page};
-use crate::engine::encode::OutputFormat;
 use crate::models::manager::{RowDownload, human_bytes};
 
 /// Width of the images list and the inspector when the window opens.
@@ -309,18 +308,7 @@ impl DesktopApp {
             self.send(Command::Edit(action));
         }
         ui.add_space(8.0);
-        egui::ComboBox::from_label("Export format")
-            .selected_text(self.format.to_string())
-            .show_ui(ui, |ui| {
-                for f in [
-                    OutputFormat::Png,
-                    OutputFormat::Webp,
-                    OutputFormat::Jpeg,
-                    OutputFormat::Mask,
-                ] {
-                    ui.selectable_value(&mut self.format, f, f.to_string());
-                }
-            });
+        editor::format_choice(ui, "Export format", &mut self.format);
         ui.add_space(8.0);
         self.export_buttons(ui);
     }

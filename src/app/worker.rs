@@ -229,268 +229,42 @@ impl Worker {
         let (previews, preview_rx) = bounded::<PreviewJob>(1);
         let cancelled = Arc::new(Mutex::new(HashSet::new()));
         let shutdown = Arc::new(AtomicBool::new(false));
-        let emit = {
-            let wake = wake.clone();
-            move |tx: &Sender<Event>, event: Event| {
-                let ok = tx.send(event).is_ok();
-                wake();
-                ok
-            }
+        let emitter = Emitter {
+            events: event_tx,
+            wake,
         };
-
-        let decode = {
-            let events = event_tx.clone();
-            let cancelled = cancelled.clone();
-            let emit = emit.clone();
-            let limits = config.limits;
-            let shutdown = shutdown.clone();
-            let preview_on = config.preview.clone();
-            let full_model_is_preview = config.model.as_deref() == Some(PREVIEW_MODEL);
-            let preview_tx = previews.clone();
-            std::thread::Builder::new()
-                .name("decode".into())
-                .spawn(move || {
-                    for command in command_rx {
-                        if shutdown.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let (id, source, known_mask) = match command {
-                            Command::Open {
-                                id,
-                                source,
-                                known_mask,
-                            } => (id, source, known_mask),
-                            Command::Cancel(id) => {
-                                cancelled
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .insert(id);
-                                continue;
-                            }
-                        };
-                        if is_cancelled(&cancelled, id) {
-                            emit(&events, Event::Cancelled { id });
-                            continue;
-                        }
-                        let image = match source {
-                            ImageSource::Pixels(pixels) => Ok(pixels),
-                            ImageSource::File(path) => decode_file(&path, limits)
-                                .map(|d| Arc::new(d.rgba))
-                                .map_err(|e| e.to_string()),
-                            ImageSource::Stored(store, item) => {
-                                load_original(&store, item).map(Arc::new)
-                            }
-                        };
-                        match image {
-                            Ok(image) => {
-                                let preview = Arc::new(preview_rgba(&image, PREVIEW_SIDE));
-                                let decoded = Event::Decoded {
-                                    id,
-                                    image: image.clone(),
-                                    preview,
-                                };
-                                if !emit(&events, decoded) {
-                                    return;
-                                }
-                                let known = known_mask
-                                    .and_then(|k| load_mask(&k.store, k.item).ok())
-                                    .filter(|m| m.dimensions() == image.dimensions());
-                                if let Some(mask) = known {
-                                    let restored = Event::Restored {
-                                        id,
-                                        preview_mask: Arc::new(preview_mask(&mask, PREVIEW_SIDE)),
-                                        mask: Arc::new(mask),
-                                    };
-                                    if !emit(&events, restored) {
-                                        return;
-                                    }
-                                    continue;
-                                }
-                                if preview_on.load(Ordering::Relaxed) && !full_model_is_preview {
-                                    // Dropped when the preview thread is busy: a preview
-                                    // is a courtesy, never a reason to wait.
-                                    let _ =
-                                        preview_tx.try_send(PreviewJob::Image(id, image.clone()));
-                                }
-                                if decoded_tx.send((id, image)).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                emit(&events, Event::Failed { id, message: e });
-                            }
-                        }
-                    }
-                })?
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(run)
         };
-
-        // The preview model runs beside the full one rather than before it:
-        // the full result is not delayed by the preview's run (the window
-        // gives the full model one core; the other mostly idles while it runs).
-        let preview = {
-            let events = event_tx.clone();
-            let cancelled = cancelled.clone();
-            let shutdown = shutdown.clone();
-            let config = config.clone();
-            let emit = emit.clone();
-            std::thread::Builder::new()
-                .name("preview".into())
-                .spawn(move || {
-                    let catalog = crate::models::profile_catalog(&config.dirs);
-                    let mut previewer = Previewer::default();
-                    let mut warm = false;
-                    let mut warm_up = |previewer: &mut Previewer| {
-                        if !warm && previewer.warm_up(&config, &catalog) {
-                            warm = true;
-                            return emit(&events, Event::PreviewModelReady);
-                        }
-                        true
-                    };
-                    if config.preview.load(Ordering::Relaxed) && !warm_up(&mut previewer) {
-                        return;
-                    }
-                    for job in preview_rx {
-                        if shutdown.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let (id, image) = match job {
-                            PreviewJob::WarmUp => {
-                                if !warm_up(&mut previewer) {
-                                    return;
-                                }
-                                continue;
-                            }
-                            PreviewJob::Image(id, image) => (id, image),
-                        };
-                        if is_cancelled(&cancelled, id) {
-                            continue;
-                        }
-                        if let Some(mask) = previewer.mask(&config, &catalog, &image) {
-                            let preview_mask = Arc::new(preview_mask(&mask, PREVIEW_SIDE));
-                            if !emit(&events, Event::Preview { id, preview_mask }) {
-                                return;
-                            }
-                        }
-                    }
-                })?
+        let decode = DecodeLoop {
+            commands: command_rx,
+            decoded: decoded_tx,
+            previews: previews.clone(),
+            emitter: emitter.clone(),
+            cancelled: cancelled.clone(),
+            shutdown: shutdown.clone(),
+            limits: config.limits,
+            preview_on: config.preview.clone(),
+            full_model_is_preview: config.model.as_deref() == Some(PREVIEW_MODEL),
         };
-
-        let inference = {
-            let events = event_tx;
-            let cancelled = cancelled.clone();
-            let shutdown = shutdown.clone();
-            std::thread::Builder::new()
-                .name("inference".into())
-                .spawn(move || {
-                    let catalog = crate::models::profile_catalog(&config.dirs);
-                    let mut engine = match Engine::load(
-                        &config.dirs,
-                        &catalog,
-                        config.model.as_deref(),
-                        &config.session,
-                    ) {
-                        Ok(mut engine) => {
-                            // "Ready" means the first photo runs at the steady
-                            // speed (scripts/bench-first-minute measures it).
-                            if let Err(e) = engine.warm_up() {
-                                tracing::warn!("warm-up run failed: {e}");
-                            }
-                            emit(
-                                &events,
-                                Event::EngineReady {
-                                    model: engine.model.display_name.clone(),
-                                    provider: engine.provider().active.to_string(),
-                                },
-                            );
-                            engine
-                        }
-                        Err(e) => {
-                            let missing_model =
-                                matches!(e, crate::error::Error::ModelNotInstalled { .. });
-                            emit(
-                                &events,
-                                Event::EngineFailed {
-                                    message: e.to_string(),
-                                },
-                            );
-                            // Keep answering so that queued images and batches say why they wait.
-                            loop {
-                                crossbeam_channel::select! {
-                                    recv(decoded_rx) -> item => match item {
-                                        Ok((id, _)) if missing_model => {
-                                            emit(&events, Event::WaitingForModel { id });
-                                        }
-                                        Ok((id, _)) => {
-                                            emit(&events, Event::Failed { id, message: e.to_string() });
-                                        }
-                                        Err(_) => return,
-                                    },
-                                    recv(batch_rx) -> job => match job {
-                                        Ok(job) => job.fail(e.to_string()),
-                                        Err(_) => return,
-                                    },
-                                }
-                            }
-                        }
-                    };
-                    loop {
-                        // A batch runs here, on the session's one owner; images
-                        // dropped on the workspace meanwhile wait for it.
-                        let (id, image) = crossbeam_channel::select! {
-                            recv(decoded_rx) -> item => match item {
-                                Ok(item) => item,
-                                Err(_) => return,
-                            },
-                            recv(batch_rx) -> job => match job {
-                                Ok(job) => {
-                                    job.run(&mut engine);
-                                    continue;
-                                }
-                                Err(_) => return,
-                            },
-                        };
-                        if shutdown.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        if is_cancelled(&cancelled, id) {
-                            emit(&events, Event::Cancelled { id });
-                            continue;
-                        }
-                        emit(&events, Event::Started { id });
-                        let t = Instant::now();
-                        let quality = if config.best_quality.load(Ordering::Relaxed) {
-                            Quality::Best
-                        } else {
-                            Quality::Standard
-                        };
-                        let result = engine.mask_at(&image, quality).map(|(mask, _)| mask);
-                        let event = if is_cancelled(&cancelled, id) {
-                            Event::Cancelled { id }
-                        } else {
-                            match result {
-                                Ok(mask) => {
-                                    let inference = t.elapsed();
-                                    let preview_mask = Arc::new(preview_mask(&mask, PREVIEW_SIDE));
-                                    Event::Finished {
-                                        id,
-                                        mask: Arc::new(mask),
-                                        preview_mask,
-                                        inference,
-                                    }
-                                }
-                                Err(e) => Event::Failed {
-                                    id,
-                                    message: e.to_string(),
-                                },
-                            }
-                        };
-                        if !emit(&events, event) {
-                            return;
-                        }
-                    }
-                })?
+        let decode = spawn("decode", Box::new(move || decode.run()))?;
+        let preview = PreviewLoop {
+            jobs: preview_rx,
+            emitter: emitter.clone(),
+            cancelled: cancelled.clone(),
+            shutdown: shutdown.clone(),
+            config: config.clone(),
         };
-
+        let preview = spawn("preview", Box::new(move || preview.run()))?;
+        let inference = InferenceLoop {
+            decoded: decoded_rx,
+            batches: batch_rx,
+            emitter,
+            cancelled: cancelled.clone(),
+            shutdown: shutdown.clone(),
+            config,
+        };
+        let inference = spawn("inference", Box::new(move || inference.run()))?;
         Ok(Self {
             commands,
             previews,
@@ -648,4 +422,283 @@ fn is_cancelled(cancelled: &Mutex<HashSet<ImageId>>, id: ImageId) -> bool {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .contains(&id)
+}
+
+/// Sends the window an event and wakes it; `false` once the window is gone
+/// (the loops then end).
+#[derive(Clone)]
+struct Emitter {
+    events: Sender<Event>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Emitter {
+    fn emit(&self, event: Event) -> bool {
+        let ok = self.events.send(event).is_ok();
+        (self.wake)();
+        ok
+    }
+}
+
+/// The decode thread: reads each image (file, pixels or the store), sends
+/// its preview-size copy to the window, a stored mask back as it was, and
+/// the image on to inference (and to the preview model when it is on).
+struct DecodeLoop {
+    commands: Receiver<Command>,
+    decoded: Sender<(ImageId, Arc<RgbaImage>)>,
+    previews: Sender<PreviewJob>,
+    emitter: Emitter,
+    cancelled: Arc<Mutex<HashSet<ImageId>>>,
+    shutdown: Arc<AtomicBool>,
+    limits: DecodeLimits,
+    preview_on: Arc<AtomicBool>,
+    full_model_is_preview: bool,
+}
+
+impl DecodeLoop {
+    fn run(self) {
+        for command in &self.commands {
+            if self.shutdown.load(Ordering::Relaxed) {
+                return;
+            }
+            let (id, source, known_mask) = match command {
+                Command::Open {
+                    id,
+                    source,
+                    known_mask,
+                } => (id, source, known_mask),
+                Command::Cancel(id) => {
+                    self.cancelled
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id);
+                    continue;
+                }
+            };
+            if is_cancelled(&self.cancelled, id) {
+                self.emitter.emit(Event::Cancelled { id });
+                continue;
+            }
+            let carry_on = match self.read(source) {
+                Ok(image) => self.decoded(id, image, known_mask),
+                Err(message) => {
+                    self.emitter.emit(Event::Failed { id, message });
+                    true
+                }
+            };
+            if !carry_on {
+                return;
+            }
+        }
+    }
+
+    fn read(&self, source: ImageSource) -> Result<Arc<RgbaImage>, String> {
+        match source {
+            ImageSource::Pixels(pixels) => Ok(pixels),
+            ImageSource::File(path) => decode_file(&path, self.limits)
+                .map(|d| Arc::new(d.rgba))
+                .map_err(|e| e.to_string()),
+            ImageSource::Stored(store, item) => load_original(&store, item).map(Arc::new),
+        }
+    }
+
+    /// Hands a decoded image on; `false` when the window or inference is gone.
+    fn decoded(&self, id: ImageId, image: Arc<RgbaImage>, known: Option<KnownMask>) -> bool {
+        let preview = Arc::new(preview_rgba(&image, PREVIEW_SIDE));
+        let decoded = Event::Decoded {
+            id,
+            image: image.clone(),
+            preview,
+        };
+        if !self.emitter.emit(decoded) {
+            return false;
+        }
+        let known = known
+            .and_then(|k| load_mask(&k.store, k.item).ok())
+            .filter(|m| m.dimensions() == image.dimensions());
+        if let Some(mask) = known {
+            return self.emitter.emit(Event::Restored {
+                id,
+                preview_mask: Arc::new(preview_mask(&mask, PREVIEW_SIDE)),
+                mask: Arc::new(mask),
+            });
+        }
+        if self.preview_on.load(Ordering::Relaxed) && !self.full_model_is_preview {
+            // Dropped when the preview thread is busy: a preview is a
+            // courtesy, never a reason to wait.
+            let _ = self.previews.try_send(PreviewJob::Image(id, image.clone()));
+        }
+        self.decoded.send((id, image)).is_ok()
+    }
+}
+
+/// The preview thread. The preview model runs beside the full one rather
+/// than before it: the full result is not delayed by the preview's run (the
+/// window gives the full model one core; the other mostly idles while it
+/// runs).
+struct PreviewLoop {
+    jobs: Receiver<PreviewJob>,
+    emitter: Emitter,
+    cancelled: Arc<Mutex<HashSet<ImageId>>>,
+    shutdown: Arc<AtomicBool>,
+    config: WorkerConfig,
+}
+
+impl PreviewLoop {
+    fn run(self) {
+        let catalog = crate::models::profile_catalog(&self.config.dirs);
+        let mut previewer = Previewer::default();
+        let mut warm = false;
+        let mut warm_up = |previewer: &mut Previewer| {
+            if !warm && previewer.warm_up(&self.config, &catalog) {
+                warm = true;
+                return self.emitter.emit(Event::PreviewModelReady);
+            }
+            true
+        };
+        if self.config.preview.load(Ordering::Relaxed) && !warm_up(&mut previewer) {
+            return;
+        }
+        for job in &self.jobs {
+            if self.shutdown.load(Ordering::Relaxed) {
+                return;
+            }
+            let (id, image) = match job {
+                PreviewJob::WarmUp => {
+                    if !warm_up(&mut previewer) {
+                        return;
+                    }
+                    continue;
+                }
+                PreviewJob::Image(id, image) => (id, image),
+            };
+            if is_cancelled(&self.cancelled, id) {
+                continue;
+            }
+            if let Some(mask) = previewer.mask(&self.config, &catalog, &image) {
+                let preview_mask = Arc::new(preview_mask(&mask, PREVIEW_SIDE));
+                if !self.emitter.emit(Event::Preview { id, preview_mask }) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The inference thread, the ONNX session's one owner: images from the
+/// decode thread and batches from the Batch page, one at a time.
+struct InferenceLoop {
+    decoded: Receiver<(ImageId, Arc<RgbaImage>)>,
+    batches: Receiver<BatchJob>,
+    emitter: Emitter,
+    cancelled: Arc<Mutex<HashSet<ImageId>>>,
+    shutdown: Arc<AtomicBool>,
+    config: WorkerConfig,
+}
+
+impl InferenceLoop {
+    fn run(self) {
+        let catalog = crate::models::profile_catalog(&self.config.dirs);
+        let loaded = Engine::load(
+            &self.config.dirs,
+            &catalog,
+            self.config.model.as_deref(),
+            &self.config.session,
+        );
+        let mut engine = match loaded {
+            Ok(mut engine) => {
+                // "Ready" means the first photo runs at the steady speed
+                // (scripts/bench-first-minute measures it).
+                if let Err(e) = engine.warm_up() {
+                    tracing::warn!("warm-up run failed: {e}");
+                }
+                self.emitter.emit(Event::EngineReady {
+                    model: engine.model.display_name.clone(),
+                    provider: engine.provider().active.to_string(),
+                });
+                engine
+            }
+            Err(e) => return self.answer_without_engine(&e),
+        };
+        loop {
+            // A batch runs here, on the session's one owner; images dropped
+            // on the workspace meanwhile wait for it.
+            let (id, image) = crossbeam_channel::select! {
+                recv(self.decoded) -> item => match item {
+                    Ok(item) => item,
+                    Err(_) => return,
+                },
+                recv(self.batches) -> job => match job {
+                    Ok(job) => {
+                        job.run(&mut engine);
+                        continue;
+                    }
+                    Err(_) => return,
+                },
+            };
+            if self.shutdown.load(Ordering::Relaxed)
+                || !self.remove_background(&mut engine, id, &image)
+            {
+                return;
+            }
+        }
+    }
+
+    /// One image; `false` once the window is gone.
+    fn remove_background(&self, engine: &mut Engine, id: ImageId, image: &RgbaImage) -> bool {
+        if is_cancelled(&self.cancelled, id) {
+            return self.emitter.emit(Event::Cancelled { id });
+        }
+        self.emitter.emit(Event::Started { id });
+        let started = Instant::now();
+        let quality = if self.config.best_quality.load(Ordering::Relaxed) {
+            Quality::Best
+        } else {
+            Quality::Standard
+        };
+        let result = engine.mask_at(image, quality).map(|(mask, _)| mask);
+        let event = if is_cancelled(&self.cancelled, id) {
+            Event::Cancelled { id }
+        } else {
+            match result {
+                Ok(mask) => Event::Finished {
+                    id,
+                    preview_mask: Arc::new(preview_mask(&mask, PREVIEW_SIDE)),
+                    mask: Arc::new(mask),
+                    inference: started.elapsed(),
+                },
+                Err(e) => Event::Failed {
+                    id,
+                    message: e.to_string(),
+                },
+            }
+        };
+        self.emitter.emit(event)
+    }
+
+    /// The model could not be loaded: keep answering, so that queued images
+    /// and batches say why they wait.
+    fn answer_without_engine(&self, error: &crate::error::Error) {
+        let missing_model = matches!(error, crate::error::Error::ModelNotInstalled { .. });
+        self.emitter.emit(Event::EngineFailed {
+            message: error.to_string(),
+        });
+        loop {
+            crossbeam_channel::select! {
+                recv(self.decoded) -> item => match item {
+                    Ok((id, _)) if missing_model => {
+                        self.emitter.emit(Event::WaitingForModel { id });
+                    }
+                    Ok((id, _)) => {
+                        self.emitter.emit(Event::Failed { id, message: error.to_string() });
+                    }
+                    Err(_) => return,
+                },
+                recv(self.batches) -> job => match job {
+                    Ok(job) => job.fail(error.to_string()),
+                    Err(_) => return,
+                },
+            }
+        }
+    }
 }
