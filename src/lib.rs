@@ -1,9 +1,11 @@
 //! BackgroundErase: background removal that runs on the user's own machine.
 //!
 //! The library holds everything that needs no window: the engine (decode,
-//! preprocess, inference, postprocess, composite, encode, pipeline), the model
-//! catalog, runtime discovery and setup, and the background worker. `app` is
-//! the egui front end over them; the binary adds the command line.
+//! preprocess, inference, postprocess, encode, pipeline, batch), compositing
+//! (one background type, the CPU reference and the WGSL compositor), the
+//! privacy core, the models (catalog, installs, downloads) and setup. `app`
+//! is the egui front end over them, with the worker threads it drives; the
+//! binary adds the command line.
 
 // Input and resources never panic: an `expect` states a true invariant, with
 // an `allow` saying why, next to it.

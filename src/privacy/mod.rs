@@ -50,8 +50,10 @@ pub struct Privacy {
     pub settings: Settings,
     /// Shared with the threads that write and upload.
     pub store: Arc<RetentionStore>,
-    /// Consent as the background threads see it; always equal to
-    /// `settings.opted_in` except when withdrawn from elsewhere.
+    /// The one in-memory answer to "may anything be kept or sent?", shared
+    /// with the writer and the uploader (which close it when consent is
+    /// withdrawn on disk by another process). `settings.opted_in` is only
+    /// what was last written to the settings file.
     gate: ConsentGate,
     /// The consent ledger, read once at open and kept in step with appends,
     /// so the Account page does not re-read the file every frame.
@@ -136,7 +138,7 @@ impl Privacy {
     }
 
     pub fn opted_in(&self) -> bool {
-        self.settings.opted_in && self.gate.opted_in()
+        self.gate.opted_in()
     }
 
     pub fn gate(&self) -> ConsentGate {
