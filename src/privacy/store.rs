@@ -235,7 +235,12 @@ impl FileStamp {
 pub struct RetentionStore {
     root: PathBuf,
     clock: Arc<dyn Clock>,
+    /// The index as last read or written. Held only for a moment: readers
+    /// (the Account page, the app) never wait while a change writes items.
     cache: Mutex<Cached>,
+    /// One change at a time in this process (the lock file's `flock` does
+    /// not tell threads sharing it apart); held for a whole change.
+    changing: Mutex<()>,
     lock_file: File,
 }
 
@@ -354,6 +359,7 @@ impl RetentionStore {
                 index: Index::default(),
                 stamp: None,
             }),
+            changing: Mutex::new(()),
             lock_file,
         };
         store.snapshot();
@@ -426,7 +432,7 @@ impl RetentionStore {
         &self,
         change: impl FnOnce(&mut Txn<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let mut cache = self.cache();
+        let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         self.check_folders()?;
         let lock_path = self.root.join(LOCK_FILE);
         self.lock_file
@@ -437,7 +443,7 @@ impl RetentionStore {
         let mut index = read_index(&index_path);
         let on_disk_high_water = index.high_water;
         // Time never moves backwards, whichever process saw the latest.
-        index.high_water = index.high_water.max(cache.index.high_water);
+        index.high_water = index.high_water.max(self.cache().index.high_water);
         let clock_now = self.clock.now();
         let now = index.high_water.map_or(clock_now, |hw| hw.max(clock_now));
         index.high_water = Some(now);
@@ -457,8 +463,10 @@ impl RetentionStore {
         } else {
             Ok(())
         };
+        let mut cache = self.cache();
         cache.stamp = FileStamp::of(&index_path);
         cache.index = index;
+        drop(cache);
         let value = result?;
         saved?;
         Ok(value)
@@ -892,5 +900,50 @@ mod tests {
         assert_eq!(format_age(TimeDelta::minutes(125)), "2 h 05 min");
         assert_eq!(format_age(TimeDelta::minutes(3)), "3 min");
         assert_eq!(format_age(TimeDelta::minutes(28 * 60)), "1 d 4 h");
+    }
+
+    #[test]
+    fn reading_the_store_never_waits_for_a_change_that_is_writing_items() {
+        use crossbeam_channel::bounded;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _clock) = store(dir.path());
+        let store = Arc::new(store);
+        store.put(ItemKind::Mask, "a.jpg", b"one").unwrap();
+        let (inside_tx, inside_rx) = bounded::<()>(0);
+        let (release_tx, release_rx) = bounded::<()>(0);
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store
+                    .update(|tx| -> Result<(), StoreError> {
+                        tx.put(ItemKind::Mask, "b.jpg", b"two", None)?;
+                        // A large item still being written.
+                        inside_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                        Ok(())
+                    })
+                    .unwrap();
+            })
+        };
+        inside_rx.recv().unwrap();
+        let (seen_tx, seen_rx) = bounded(1);
+        let reader = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                seen_tx
+                    .send((store.list().len(), store.stats().items))
+                    .unwrap();
+            })
+        };
+        let seen = seen_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a read waited for the change to finish");
+        // The index as it was before the change.
+        assert_eq!(seen, (1, 1));
+        release_tx.send(()).unwrap();
+        writer.join().unwrap();
+        reader.join().unwrap();
+        assert_eq!(store.list().len(), 2);
     }
 }
