@@ -268,7 +268,19 @@ impl DesktopApp {
     pub(super) fn purge_all(&mut self) {
         // Nothing more of the open images is written from now on.
         self.forget_stored_images();
-        self.submit_store_job(StoreJob::Purge);
+        let Some(services) = &self.services else {
+            return;
+        };
+        if services.writer.submit(StoreJob::Purge) {
+            return;
+        }
+        // The writer's queue is full: a purge is never dropped, so it runs
+        // here and now.
+        let report = match services.privacy.store.purge_all() {
+            Ok(n) => StoreReport::Purged(n),
+            Err(e) => StoreReport::Failed(e.to_string()),
+        };
+        self.apply_store_report(report);
     }
 
     /// Samples waiting to be sent, for the status bar: read from the store
