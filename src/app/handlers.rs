@@ -10,9 +10,7 @@ use super::dialogs::{Answerer, DialogAnswer, DialogKind, DialogPurpose, DialogRe
 use super::editor::EditAction;
 use super::models_page::ModelsAction;
 use super::worker::{ImageId, ImageSource};
-use super::{
-    DesktopApp, EngineStatus, Notice, Page, Status, display_name, expand_folders, spawn_worker,
-};
+use super::{DesktopApp, EngineStatus, Page, Status, display_name, expand_folders, spawn_worker};
 
 impl DesktopApp {
     /// What the Batch page asked for.
@@ -29,17 +27,10 @@ impl DesktopApp {
             )),
             BatchAction::Start => self.start_batch(),
             BatchAction::CopyReport(csv) => {
-                let result = arboard::Clipboard::new().and_then(|mut c| c.set_text(csv));
-                self.notices.push(match result {
-                    Ok(()) => Notice {
-                        text: "failure report copied".into(),
-                        is_error: false,
-                    },
-                    Err(e) => Notice {
-                        text: format!("could not copy ({e})"),
-                        is_error: true,
-                    },
-                });
+                match arboard::Clipboard::new().and_then(|mut c| c.set_text(csv)) {
+                    Ok(()) => self.notify("failure report copied", false),
+                    Err(e) => self.notify(format!("could not copy ({e})"), true),
+                }
             }
             BatchAction::SaveReport(csv) => self.ask(
                 DialogRequest::new(
@@ -52,10 +43,10 @@ impl DesktopApp {
             ),
             BatchAction::OpenOutput(folder) => {
                 if let Err(e) = batch_panel::open_folder(&folder) {
-                    self.notices.push(Notice {
-                        text: format!("cannot open the folder ({e}): {}", folder.display()),
-                        is_error: true,
-                    });
+                    self.notify(
+                        format!("cannot open the folder ({e}): {}", folder.display()),
+                        true,
+                    );
                 }
             }
         }
@@ -96,10 +87,7 @@ impl DesktopApp {
         if self.worker.start_batch(job) {
             self.batch.run = Some(BatchRun::new(handle));
         } else {
-            self.notices.push(Notice {
-                text: "a batch is already starting".into(),
-                is_error: true,
-            });
+            self.notify("a batch is already starting", true);
         }
     }
 
@@ -174,14 +162,11 @@ impl DesktopApp {
             ModelsAction::Download(id) => self.model_manager.start_download(&id),
             ModelsAction::Cancel(id) => self.model_manager.cancel_download(&id),
             ModelsAction::Remove(id) => match self.model_manager.remove(&id) {
-                Ok(_) => self.notices.push(Notice {
-                    text: format!("model removed from your models folder: {id}"),
-                    is_error: false,
-                }),
-                Err(text) => self.notices.push(Notice {
-                    text,
-                    is_error: true,
-                }),
+                Ok(_) => self.notify(
+                    format!("model removed from your models folder: {id}"),
+                    false,
+                ),
+                Err(text) => self.notify(text, true),
             },
             ModelsAction::Import => self.ask(
                 DialogRequest::new(DialogPurpose::ImportModel, DialogKind::PickFile)
@@ -217,15 +202,15 @@ impl DesktopApp {
     /// Opens pixels that are already in memory (a paste).
     pub fn open_pixels(&mut self, name: String, image: image::RgbaImage) {
         if !crate::limits::image_size_ok(image.width(), image.height()) {
-            self.notices.push(Notice {
-                text: format!(
+            self.notify(
+                format!(
                     "{name} is {}×{} pixels, over the {} MP limit",
                     image.width(),
                     image.height(),
                     crate::limits::MAX_IMAGE_PIXELS / 1_000_000
                 ),
-                is_error: true,
-            });
+                true,
+            );
             return;
         }
         let id = self.workspace.add(name, None);
@@ -244,10 +229,7 @@ impl DesktopApp {
         if !self.dialogs.request(request) {
             let text = "A file dialog is already open.";
             if !self.notices.iter().any(|n| n.text == text) {
-                self.notices.push(Notice {
-                    text: text.into(),
-                    is_error: false,
-                });
+                self.notify(text, false);
             }
         }
     }
@@ -278,10 +260,10 @@ impl DesktopApp {
                     csv.as_bytes(),
                     crate::fsutil::Access::Shared,
                 ) {
-                    self.notices.push(Notice {
-                        text: format!("cannot save the report ({e}): {}", first.display()),
-                        is_error: true,
-                    });
+                    self.notify(
+                        format!("cannot save the report ({e}): {}", first.display()),
+                        true,
+                    );
                 }
             }
             DialogPurpose::ImportModel => self.import_model(first),
@@ -294,10 +276,7 @@ impl DesktopApp {
         let text = "No file chosen. If no dialog appeared, this system has no file-dialog service \
                     (xdg-desktop-portal or zenity): drag files onto the window instead.";
         if !self.notices.iter().any(|n| n.text == text) {
-            self.notices.push(Notice {
-                text: text.into(),
-                is_error: false,
-            });
+            self.notify(text, false);
         }
     }
 
@@ -307,24 +286,15 @@ impl DesktopApp {
                 // Checked before the cast: a clipboard may claim any size.
                 let (Ok(width), Ok(height)) = (u32::try_from(img.width), u32::try_from(img.height))
                 else {
-                    self.notices.push(Notice {
-                        text: "the clipboard image is over the size limit".into(),
-                        is_error: true,
-                    });
+                    self.notify("the clipboard image is over the size limit", true);
                     return;
                 };
                 match image::RgbaImage::from_raw(width, height, img.bytes.into_owned()) {
                     Some(rgba) => self.open_pixels("Pasted image".into(), rgba),
-                    None => self.notices.push(Notice {
-                        text: "the clipboard image has an unexpected layout".into(),
-                        is_error: true,
-                    }),
+                    None => self.notify("the clipboard image has an unexpected layout", true),
                 }
             }
-            Err(e) => self.notices.push(Notice {
-                text: format!("no image on the clipboard ({e})"),
-                is_error: true,
-            }),
+            Err(e) => self.notify(format!("no image on the clipboard ({e})"), true),
         }
     }
 

@@ -368,7 +368,7 @@ impl DesktopApp {
         }
     }
 
-    /// The frame probe (BACKGROUNDERASE_FRAME_PROBE): with an image, from
+    /// The frame probe (BACKGROUNDERASE_FRAME_STATS): with an image, from
     /// its opening until its result is shown; without, the empty window once
     /// the model has loaded (the baseline).
     fn probe_frame(&mut self, cpu_usage: Option<f32>) {
