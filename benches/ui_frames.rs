@@ -80,11 +80,7 @@ fn main() {
     let mut idle_logic = Vec::new();
     let mut idle = Vec::new();
     for _ in 0..30 {
-        let t = Instant::now();
-        harness.step();
-        idle_logic.push(t.elapsed());
-        harness.render().expect("render");
-        idle.push(t.elapsed());
+        timed_frame(&mut harness, &mut idle_logic, &mut idle);
     }
 
     harness.state_mut().open_paths(vec![photo]);
@@ -93,17 +89,10 @@ fn main() {
     let started = Instant::now();
     loop {
         let t = Instant::now();
-        harness.step();
-        logic.push(t.elapsed());
-        harness.render().expect("render");
-        frames.push(t.elapsed());
+        timed_frame(&mut harness, &mut logic, &mut frames);
         if harness.state().workspace.items[0].status == Status::Done {
             // One more frame shows the result.
-            let t = Instant::now();
-            harness.step();
-            logic.push(t.elapsed());
-            harness.render().expect("render");
-            frames.push(t.elapsed());
+            timed_frame(&mut harness, &mut logic, &mut frames);
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(120), "no result");
@@ -181,10 +170,7 @@ fn edit_and_export(
     let started = Instant::now();
     loop {
         let t = Instant::now();
-        harness.step();
-        logic.push(t.elapsed());
-        harness.render().expect("render");
-        frames.push(t.elapsed());
+        timed_frame(harness, &mut logic, &mut frames);
         let exported = harness
             .state()
             .notices
@@ -197,6 +183,20 @@ fn edit_and_export(
         std::thread::sleep(Duration::from_millis(16).saturating_sub(t.elapsed()));
     }
     (logic, frames, started.elapsed(), before)
+}
+
+/// One frame: the app's logic (`step`) timed into `logic`, and with the
+/// GPU draw and read-back into `whole`.
+fn timed_frame(
+    harness: &mut Harness<'_, DesktopApp>,
+    logic: &mut Vec<Duration>,
+    whole: &mut Vec<Duration>,
+) {
+    let t = Instant::now();
+    harness.step();
+    logic.push(t.elapsed());
+    harness.render().expect("render");
+    whole.push(t.elapsed());
 }
 
 fn report(label: &str, frames: &[Duration]) {

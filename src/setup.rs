@@ -446,7 +446,7 @@ fn runtime_file_name(name: &str) -> Option<String> {
     is_provider.then(|| name.to_string())
 }
 
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SetupError> {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SetupError> {
     crate::fsutil::write_atomically(path, bytes, crate::fsutil::Access::Shared)
         .map_err(io_err("write file", path))
 }

