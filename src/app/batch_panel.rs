@@ -10,9 +10,11 @@ use egui::{Color32, RichText};
 
 use crate::engine::batch::{
     BatchEvent, BatchHandle, BatchSettings, BatchUpdate, IfExists, Plan, Summary, failures_csv,
+    review_csv,
 };
 use crate::engine::encode::OutputFormat;
 use crate::engine::quality::Quality;
+use crate::engine::review::{NEEDS_REVIEW_BELOW, Review};
 
 use super::QUALITY_HINT;
 
@@ -31,6 +33,8 @@ pub struct BatchRun {
     pub files: Vec<FileState>,
     pub done: usize,
     pub failures: Vec<(PathBuf, String)>,
+    /// `(job index, review)` of each image done in this run.
+    pub reviews: Vec<(usize, Review)>,
     pub summary: Option<Summary>,
     pub error: Option<String>,
     pub paused: bool,
@@ -48,6 +52,7 @@ impl BatchRun {
             files: Vec::new(),
             done: 0,
             failures: Vec::new(),
+            reviews: Vec::new(),
             summary: None,
             error: None,
             paused: false,
@@ -74,8 +79,9 @@ impl BatchRun {
                     self.plan = Some(plan);
                     self.started = Instant::now();
                 }
-                BatchUpdate::Event(BatchEvent::Done { index, .. }) => {
+                BatchUpdate::Event(BatchEvent::Done { index, review, .. }) => {
                     self.done += 1;
+                    self.reviews.push((index, review));
                     self.set(index, FileState::Done);
                 }
                 BatchUpdate::Event(BatchEvent::Failed { index, reason }) => {
@@ -97,6 +103,36 @@ impl BatchRun {
         if let Some(slot) = self.files.get_mut(index) {
             *slot = state;
         }
+    }
+
+    /// The images to look at, least sure first: `(input, relative, review)`.
+    pub fn needs_review(&self) -> Vec<(&Path, &Path, &Review)> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        let mut list: Vec<_> = self
+            .reviews
+            .iter()
+            .filter(|(_, r)| r.needs_review())
+            .filter_map(|(index, r)| {
+                let job = plan.jobs.get(*index)?;
+                Some((job.input.as_path(), job.relative.as_path(), r))
+            })
+            .collect();
+        list.sort_by(|a, b| a.2.score.cmp(&b.2.score).then_with(|| a.1.cmp(b.1)));
+        list
+    }
+
+    /// Every review of the run (and of the images an earlier run did) as CSV.
+    pub fn review_report(&self) -> String {
+        let mut all: Vec<(PathBuf, Review)> = Vec::new();
+        if let Some(plan) = &self.plan {
+            all.extend(plan.reviewed_earlier.iter().cloned());
+            all.extend(self.reviews.iter().filter_map(|(index, r)| {
+                Some((plan.jobs.get(*index)?.relative.clone(), r.clone()))
+            }));
+        }
+        review_csv(&all)
     }
 
     pub fn set_paused(&mut self, paused: bool) {
@@ -149,7 +185,11 @@ pub enum BatchAction {
     Start,
     CopyReport(String),
     SaveReport(String),
+    /// Save the review list (`file,score,reasons`).
+    SaveReviewReport(String),
     OpenOutput(PathBuf),
+    /// Open this input in the editor, to touch up its mask.
+    OpenForReview(PathBuf),
 }
 
 fn folder_label(folder: &Option<PathBuf>) -> String {
@@ -336,6 +376,11 @@ impl BatchPanel {
                 );
             }
         }
+        if run.summary.is_some()
+            && let Some(a) = review_ui(ui, run)
+        {
+            action = Some(a);
+        }
         ui.add_space(6.0);
         egui::ScrollArea::vertical()
             .max_height(260.0)
@@ -356,6 +401,48 @@ impl BatchPanel {
             });
         action
     }
+}
+
+/// "Needs review (N)": the least sure masks first, each one click from the
+/// editor.
+fn review_ui(ui: &mut egui::Ui, run: &BatchRun) -> Option<BatchAction> {
+    let mut action = None;
+    let list = run.needs_review();
+    ui.add_space(6.0);
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(format!("Needs review ({})", list.len())).strong())
+            .on_hover_text(format!(
+                "Masks the model was unsure of (confidence below {NEEDS_REVIEW_BELOW} of 100), \
+                 least sure first"
+            ));
+        if !run.reviews.is_empty() && ui.button("Save review list…").clicked() {
+            action = Some(BatchAction::SaveReviewReport(run.review_report()));
+        }
+    });
+    if list.is_empty() {
+        ui.weak("None: the model was sure of every mask.");
+        return action;
+    }
+    egui::ScrollArea::vertical()
+        .id_salt("needs review")
+        .max_height(200.0)
+        .auto_shrink([false, true])
+        .show(ui, |ui| {
+            for (input, relative, review) in list {
+                ui.horizontal(|ui| {
+                    ui.colored_label(ui.visuals().warn_fg_color, format!("★ {:>3}", review.score));
+                    if ui
+                        .link(relative.display().to_string())
+                        .on_hover_text(super::workspace::review_hover(review))
+                        .clicked()
+                    {
+                        action = Some(BatchAction::OpenForReview(input.to_path_buf()));
+                    }
+                    ui.weak(review.reasons_text());
+                });
+            }
+        });
+    action
 }
 
 /// Opens a folder in the system's file manager.

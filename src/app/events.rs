@@ -81,10 +81,12 @@ impl DesktopApp {
                 mask,
                 preview_mask,
                 inference,
+                review,
             } => {
                 self.last_inference = Some(inference);
                 self.mark("result");
-                self.workspace.finished(id, mask.clone(), preview_mask);
+                self.workspace
+                    .finished(id, mask.clone(), preview_mask, Some(review));
                 self.refresh_preview(id);
                 self.keep_result(id, mask);
             }
@@ -93,7 +95,7 @@ impl DesktopApp {
                 mask,
                 preview_mask,
             } => {
-                self.workspace.finished(id, mask, preview_mask);
+                self.workspace.finished(id, mask, preview_mask, None);
                 self.refresh_preview(id);
             }
             Event::Failed { id, message } => self.workspace.fail(id, message),

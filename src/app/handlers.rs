@@ -41,6 +41,16 @@ impl DesktopApp {
                 )
                 .filter("CSV", &["csv"]),
             ),
+            BatchAction::SaveReviewReport(csv) => self.ask(
+                DialogRequest::new(
+                    DialogPurpose::SaveReport(csv),
+                    DialogKind::Save {
+                        file_name: "review.csv".into(),
+                    },
+                )
+                .filter("CSV", &["csv"]),
+            ),
+            BatchAction::OpenForReview(input) => self.open_for_review(input),
             BatchAction::OpenOutput(folder) => {
                 if let Err(e) = batch_panel::open_folder(&folder) {
                     self.notify(
@@ -50,6 +60,26 @@ impl DesktopApp {
                 }
             }
         }
+    }
+
+    /// Shows `input` in the editor: selects it when it is open already,
+    /// else opens it (the model redoes its mask, ready for touch-ups).
+    fn open_for_review(&mut self, input: PathBuf) {
+        let open = self
+            .workspace
+            .items
+            .iter()
+            .position(|i| i.path.as_deref() == Some(input.as_path()));
+        match open {
+            Some(index) => self.workspace.selected = Some(index),
+            None => {
+                self.open_paths(vec![input]);
+                if !self.workspace.items.is_empty() {
+                    self.workspace.selected = Some(self.workspace.items.len() - 1);
+                }
+            }
+        }
+        self.page = Page::Workspace;
     }
 
     /// Starts the batch panel's batch on its own thread.

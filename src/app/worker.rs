@@ -20,6 +20,7 @@ use crate::engine::batch::BatchJob;
 use crate::engine::decode::{DecodeLimits, decode_file};
 use crate::engine::inference::SessionOptions;
 use crate::engine::quality::Quality;
+use crate::engine::review::Review;
 use crate::paths::AppDirs;
 use crate::privacy::recent::{load_mask, load_original};
 use crate::privacy::store::RetentionStore;
@@ -85,6 +86,8 @@ pub enum Event {
         mask: Arc<GrayImage>,
         preview_mask: Arc<GrayImage>,
         inference: Duration,
+        /// How sure the model was: low ones are marked for review.
+        review: Review,
     },
     /// The preview model is loaded and warmed: previews from now on come
     /// at their steady speed.
@@ -657,16 +660,19 @@ impl InferenceLoop {
         } else {
             Quality::Standard
         };
-        let result = engine.mask_at(image, quality).map(|(mask, _)| mask);
+        let result = engine
+            .mask_reviewed(image, quality)
+            .map(|(mask, review, _)| (mask, review));
         let event = if self.link.is_cancelled(id) {
             Event::Cancelled { id }
         } else {
             match result {
-                Ok(mask) => Event::Finished {
+                Ok((mask, review)) => Event::Finished {
                     id,
                     preview_mask: Arc::new(preview_mask(&mask, PREVIEW_SIDE)),
                     mask: Arc::new(mask),
                     inference: started.elapsed(),
+                    review,
                 },
                 Err(e) => Event::Failed {
                     id,

@@ -8,6 +8,7 @@ use image::{GrayImage, RgbaImage};
 
 use crate::app::worker::ImageId;
 use crate::engine::refine::Stroke;
+use crate::engine::review::Review;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -56,6 +57,9 @@ pub struct Item {
     /// `preview_mask` is the preview model's quick cut-out, shown until the
     /// full model's result replaces it (not editable, not exportable).
     pub provisional: bool,
+    /// How sure the model was of `mask` (none for a mask kept from an
+    /// earlier session); low ones are marked in the list.
+    pub review: Option<Review>,
     /// The picture/blur background at preview size, with its key.
     pub preview_background: Option<(u64, Arc<RgbaImage>)>,
     /// Display textures, made on first draw from the pixels above.
@@ -116,6 +120,7 @@ impl Workspace {
             preview: None,
             preview_mask: None,
             provisional: false,
+            review: None,
             preview_background: None,
             textures: None,
             strokes: Vec::new(),
@@ -187,9 +192,16 @@ impl Workspace {
         }
     }
 
-    pub fn finished(&mut self, id: ImageId, mask: Arc<GrayImage>, preview_mask: Arc<GrayImage>) {
+    pub fn finished(
+        &mut self,
+        id: ImageId,
+        mask: Arc<GrayImage>,
+        preview_mask: Arc<GrayImage>,
+        review: Option<Review>,
+    ) {
         if let Some(item) = self.get_mut(id) {
             item.mask = Some(mask);
+            item.review = review;
             item.preview_mask = Some(preview_mask);
             item.provisional = false;
             item.edited_preview_mask = None;
@@ -206,6 +218,14 @@ impl Workspace {
         }
     }
 
+    /// How many images are marked for review.
+    pub fn to_review(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| i.review.as_ref().is_some_and(Review::needs_review))
+            .count()
+    }
+
     /// The list of images; returns the id whose Cancel was clicked.
     pub fn list_ui(&mut self, ui: &mut egui::Ui) -> Option<ImageId> {
         let mut cancel = None;
@@ -217,6 +237,10 @@ impl Workspace {
                         self.selected = Some(index);
                     }
                     let status = ui.weak(item.status.label());
+                    if let Some(review) = item.review.as_ref().filter(|r| r.needs_review()) {
+                        ui.colored_label(ui.visuals().warn_fg_color, "★ review")
+                            .on_hover_text(review_hover(review));
+                    }
                     if let Status::Failed(reason) = &item.status {
                         status.on_hover_text(reason);
                     }
@@ -233,4 +257,18 @@ impl Workspace {
         });
         cancel
     }
+}
+
+/// "Confidence 12 of 100: uncertain edge; in pieces. Worth a look before export."
+pub fn review_hover(review: &Review) -> String {
+    let reasons = review.reasons_text();
+    format!(
+        "Confidence {} of 100{}. Worth a look before export.",
+        review.score,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(": {reasons}")
+        }
+    )
 }

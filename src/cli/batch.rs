@@ -72,7 +72,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         &control,
         |event| {
             match event {
-                BatchEvent::Done { index, times } => {
+                BatchEvent::Done { index, times, .. } => {
                     totals.decode += times.decode;
                     totals.preprocess += times.preprocess;
                     totals.run += times.run;
@@ -110,6 +110,28 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
             backgrounderase::fsutil::Access::Shared,
         )
         .with_context(|| format!("cannot write the failure report: {}", csv.display()))?;
+    }
+    let mut reviews = plan.reviewed_earlier.clone();
+    reviews.extend(summary.reviews.iter().cloned());
+    let to_review = reviews.iter().filter(|(_, r)| r.needs_review()).count();
+    if to_review > 0 {
+        eprintln!(
+            "{to_review} need review (confidence below {}){}",
+            backgrounderase::engine::review::NEEDS_REVIEW_BELOW,
+            if args.review_csv.is_some() {
+                ""
+            } else {
+                ": --review-csv FILE lists them"
+            }
+        );
+    }
+    if let Some(csv) = &args.review_csv {
+        backgrounderase::fsutil::write_atomically(
+            csv,
+            batch::review_csv(&reviews).as_bytes(),
+            backgrounderase::fsutil::Access::Shared,
+        )
+        .with_context(|| format!("cannot write the review report: {}", csv.display()))?;
     }
     if args.stats {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;

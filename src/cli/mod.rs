@@ -234,6 +234,10 @@ pub struct BatchArgs {
     /// Also write the failure report (file,reason) to this CSV file.
     #[arg(long, value_name = "FILE")]
     pub failures_csv: Option<PathBuf>,
+    /// Also write each image's mask confidence (file,score,reasons; least
+    /// sure first) to this CSV file: the ones to look at are on top.
+    #[arg(long, value_name = "FILE")]
+    pub review_csv: Option<PathBuf>,
     /// Print per-stage totals and peak memory at the end.
     #[arg(long)]
     pub stats: bool,

@@ -47,8 +47,19 @@ pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
     let control = pipeline::Control::default();
     pipeline::run(&mut engine, &jobs, &options, &control, |outcome| {
         match &outcome {
-            Outcome::Done { index, .. } => {
-                bar.set_message(jobs[*index].output.display().to_string())
+            Outcome::Done { index, review, .. } => {
+                let output = &jobs[*index].output;
+                bar.set_message(output.display().to_string());
+                if review.needs_review() {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "needs review (confidence {}: {}): {}",
+                            review.score,
+                            review.reasons_text(),
+                            output.display()
+                        )
+                    });
+                }
             }
             Outcome::Failed { error, .. } => {
                 failed += 1;

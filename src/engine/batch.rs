@@ -22,6 +22,7 @@ use super::StageTimes;
 use super::decode::IMAGE_EXTENSIONS;
 use super::encode::{OutputFormat, Rgb8};
 use super::pipeline::{self, Control, Job, Outcome, PipelineOptions};
+use super::review::Review;
 
 /// The manifest of finished work, inside the output folder (hidden, so a
 /// later batch over that folder does not treat it as input).
@@ -250,6 +251,9 @@ pub struct Plan {
     pub skipped_existing: usize,
     /// Left to the other shards.
     pub other_shards: usize,
+    /// The review of each input finished by an earlier run, so that a
+    /// resumed batch still lists every image (`--review-csv`).
+    pub reviewed_earlier: Vec<(PathBuf, Review)>,
 }
 
 impl Plan {
@@ -279,6 +283,9 @@ struct ManifestLine {
     mtime_ns: i128,
     settings: String,
     output: PathBuf,
+    /// The mask's confidence (absent in manifests from before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    review: Option<Review>,
 }
 
 fn is_hidden_or_system(name: &str) -> bool {
@@ -353,6 +360,10 @@ pub fn plan(
         {
             if mine {
                 plan.already_done += 1;
+                if let Some(review) = &done.review {
+                    plan.reviewed_earlier
+                        .push((relative.clone(), review.clone()));
+                }
             }
             taken.insert(output_dir.join(&done.output));
             continue;
@@ -461,7 +472,12 @@ fn input_key(relative: &Path) -> String {
 }
 
 /// Appends one finished output to the manifest, flushed to disk.
-fn record_done(output_dir: &Path, job: &PlannedJob, settings: &str) -> std::io::Result<()> {
+fn record_done(
+    output_dir: &Path,
+    job: &PlannedJob,
+    settings: &str,
+    review: &Review,
+) -> std::io::Result<()> {
     let line = ManifestLine {
         input_sha256: input_key(&job.relative),
         size: job.size,
@@ -472,6 +488,7 @@ fn record_done(output_dir: &Path, job: &PlannedJob, settings: &str) -> std::io::
             .strip_prefix(output_dir)
             .unwrap_or(&job.output)
             .to_path_buf(),
+        review: Some(review.clone()),
     };
     let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
     text.push('\n');
@@ -515,9 +532,18 @@ const STALE_PARTIAL: Duration = Duration::from_secs(10 * 60);
 /// Progress of a running batch, for a progress bar or the batch panel.
 #[derive(Debug, Clone)]
 pub enum BatchEvent {
-    Done { index: usize, times: StageTimes },
-    Failed { index: usize, reason: String },
-    Cancelled { index: usize },
+    Done {
+        index: usize,
+        times: StageTimes,
+        review: Review,
+    },
+    Failed {
+        index: usize,
+        reason: String,
+    },
+    Cancelled {
+        index: usize,
+    },
 }
 
 /// What the run did.
@@ -528,6 +554,8 @@ pub struct Summary {
     pub failures: Vec<(PathBuf, String)>,
     pub cancelled: usize,
     pub wall: Duration,
+    /// `(input relative to the input folder, review)` of every image done.
+    pub reviews: Vec<(PathBuf, Review)>,
 }
 
 /// Runs the plan through `engine`: decoding, inference and encoding
@@ -579,12 +607,23 @@ pub fn run(
     let mut summary = Summary::default();
     pipeline::run(engine, &jobs, &options, control, |outcome| {
         let event = match outcome {
-            Outcome::Done { index, times, .. } => {
+            Outcome::Done {
+                index,
+                times,
+                review,
+                ..
+            } => {
                 let job = &plan.jobs[index];
-                match record_done(output_dir, job, &settings.job_fingerprint(&job.input)) {
+                let fingerprint = settings.job_fingerprint(&job.input);
+                match record_done(output_dir, job, &fingerprint, &review) {
                     Ok(()) => {
                         summary.done += 1;
-                        BatchEvent::Done { index, times }
+                        summary.reviews.push((job.relative.clone(), review.clone()));
+                        BatchEvent::Done {
+                            index,
+                            times,
+                            review,
+                        }
                     }
                     Err(e) => {
                         let reason =
@@ -733,6 +772,24 @@ pub fn failures_csv(failures: &[(PathBuf, String)]) -> String {
     out
 }
 
+/// The review report as CSV (`file,score,reasons`), least sure first, so
+/// the masks to look at are at the top.
+pub fn review_csv(reviews: &[(PathBuf, Review)]) -> String {
+    let quote = |s: &str| format!("\"{}\"", csv_text(s).replace('"', "\"\""));
+    let mut sorted: Vec<&(PathBuf, Review)> = reviews.iter().collect();
+    sorted.sort_by(|a, b| a.1.score.cmp(&b.1.score).then_with(|| a.0.cmp(&b.0)));
+    let mut out = String::from("file,score,reasons\n");
+    for (file, review) in sorted {
+        out.push_str(&format!(
+            "{},{},{}\n",
+            quote(&file.to_string_lossy()),
+            review.score,
+            quote(&review.reasons_text())
+        ));
+    }
+    out
+}
+
 /// A cell a spreadsheet shows as text: one starting with `=`, `+`, `-`,
 /// `@`, a tab or a carriage return would be run as a formula (a file named
 /// `=HYPERLINK(…)`), so it gets a leading apostrophe, as OWASP advises.
@@ -788,6 +845,33 @@ mod tests {
              \"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\").jpg\",\"bad\"\n\
              \"'+1.jpg\",\"'-2\"\n\
              \"plain.jpg\",\"'@SUM(A1)\"\n"
+        );
+    }
+
+    #[test]
+    fn the_review_report_lists_the_least_sure_first_with_reasons() {
+        use crate::engine::review::ReviewReason;
+        let review = |score, reasons: Vec<ReviewReason>| Review { score, reasons };
+        let csv = review_csv(&[
+            ("sure.jpg".into(), review(90, vec![])),
+            (
+                "=bad.jpg".into(),
+                review(
+                    7,
+                    vec![ReviewReason::UncertainEdge, ReviewReason::Fragments],
+                ),
+            ),
+            (
+                "half.jpg".into(),
+                review(40, vec![ReviewReason::CutByFrame]),
+            ),
+        ]);
+        assert_eq!(
+            csv,
+            "file,score,reasons\n\
+             \"'=bad.jpg\",7,\"uncertain edge; in pieces\"\n\
+             \"half.jpg\",40,\"cut by the frame\"\n\
+             \"sure.jpg\",90,\"\"\n"
         );
     }
 

@@ -12,6 +12,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod quality;
 pub mod refine;
+pub mod review;
 pub mod runtime;
 pub mod upcast;
 
@@ -119,6 +120,17 @@ impl Engine {
         image: &RgbaImage,
         quality: Quality,
     ) -> Result<(GrayImage, StageTimes), Error> {
+        self.mask_reviewed(image, quality)
+            .map(|(mask, _, times)| (mask, times))
+    }
+
+    /// The mask at the given quality, how sure the model was of it
+    /// ([`review`]), and the stage times.
+    pub fn mask_reviewed(
+        &mut self,
+        image: &RgbaImage,
+        quality: Quality,
+    ) -> Result<(GrayImage, review::Review, StageTimes), Error> {
         let mut times = StageTimes::default();
         let t = Instant::now();
         let input = self.preprocessor.prepare(image);
@@ -140,7 +152,8 @@ impl Engine {
             image.width(),
             image.height(),
         )?;
+        let review = review::review(&looks.whole, self.model.postprocess);
         times.postprocess = t.elapsed();
-        Ok((mask, times))
+        Ok((mask, review, times))
     }
 }

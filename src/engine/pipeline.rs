@@ -22,6 +22,7 @@ use crate::engine::finish::{self, FinishSettings};
 use crate::engine::preprocess::ModelInput;
 use crate::engine::quality::{self, Looks, Quality};
 use crate::engine::refine::Stroke;
+use crate::engine::review::{self, Review};
 use crate::engine::{Engine, StageTimes};
 use crate::error::Error;
 use crate::models::catalog::PostProcess;
@@ -85,6 +86,8 @@ pub enum Outcome {
         width: u32,
         height: u32,
         times: StageTimes,
+        /// How sure the model was ("needs review" when low).
+        review: Review,
     },
     Failed {
         index: usize,
@@ -226,6 +229,7 @@ fn finish(
     } = item;
     let job = &jobs[index];
     let t = Instant::now();
+    let review = review::review(&output.whole, post);
     let mask =
         match postprocessor.alpha_mask_from_looks(&output, post, image.width(), image.height()) {
             Ok(mask) => mask,
@@ -254,6 +258,7 @@ fn finish(
             width: image.width(),
             height: image.height(),
             times,
+            review,
         },
         Err(error) => Outcome::Failed { index, error },
     }
