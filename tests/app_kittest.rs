@@ -860,6 +860,57 @@ fn batch_panel_runs_pauses_resumes_cancels_and_reports_failures() {
     harness.get_by_label_contains("Finished:");
 }
 
+/// The Batch page ends with "Needs review (N)": the real model's unsure
+/// masks, least sure first; one click opens that photo in the editor.
+#[test]
+fn the_batch_review_list_opens_an_unsure_image_in_the_editor() {
+    use backgrounderase::app::Page;
+    let (_home, mut harness) = app_harness();
+    let root = tempfile::tempdir().unwrap();
+    let input = root.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for photo in ["coffee.jpg", "gravel.png"] {
+        std::fs::copy(fixture(&format!("photos/{photo}")), input.join(photo)).unwrap();
+    }
+    harness.get_by_label("Batch").click();
+    harness.run_steps(2);
+    harness.state_mut().batch.input = Some(input.clone());
+    harness.state_mut().batch.output = Some(root.path().join("out"));
+    harness.step();
+    harness.get_by_label("Start").click();
+    harness.step();
+    step_until(&mut harness, "the batch to finish", |app| {
+        app.batch.run.as_ref().unwrap().is_finished()
+    });
+    harness.step();
+    harness.get_by_label("Needs review (1)");
+    // The per-file list names every file; the review list only gravel.
+    assert_eq!(harness.get_all_by_label("coffee.jpg").count(), 1);
+    assert_eq!(harness.get_all_by_label("gravel.png").count(), 2);
+    harness.get_by_label_contains("no clear subject");
+    harness.get_by_label("Save review list…");
+
+    // The review list (above the per-file list) links to the photo.
+    harness
+        .get_all_by_label("gravel.png")
+        .next()
+        .unwrap()
+        .click();
+    harness.step();
+    assert_eq!(harness.state().page, Page::Workspace);
+    let app = harness.state();
+    let selected = &app.workspace.items[app.workspace.selected.unwrap()];
+    assert_eq!(
+        selected.path.as_deref(),
+        Some(input.join("gravel.png").as_path())
+    );
+    step_until(&mut harness, "the reopened photo's mask", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    // The workspace list marks it too.
+    harness.get_by_label("needs review");
+}
+
 /// The editor: paint a stroke with the restore brush, undo it (Ctrl/Cmd+Z:
 /// the mask is back bit for bit), redo it (Shift+Ctrl/Cmd+Z); the export
 /// carries the stroke; then the 1:1 canvas preset changes the exported size.

@@ -372,3 +372,73 @@ fn a_batch_uses_the_apps_brush_edits_for_those_files() {
     settings.if_exists = batch::IfExists::Overwrite;
     assert_eq!(run(&mut engine, &settings), 1);
 }
+
+/// "Needs review": the real model's confidence for each image, least sure
+/// first in `--review-csv`; a texture with no subject is flagged and a clear
+/// product shot is not. A re-run that finds everything done still lists
+/// every image (the scores live in the manifest).
+#[test]
+fn the_review_report_ranks_unsure_masks_first_and_survives_a_resume() {
+    let root = tempfile::tempdir().unwrap();
+    let input = root.path().join("shoot");
+    let output = root.path().join("out");
+    copy("photos/coffee.jpg", &input, "cup.jpg");
+    copy("photos/gravel.png", &input, "gravel.png");
+    copy("photos/astronaut.jpg", &input, "nested/astronaut.jpg");
+    let csv = root.path().join("review.csv");
+
+    let run = batch()
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .arg("--review-csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("1 need review (confidence below 25)"),
+        "{}",
+        stderr(&run)
+    );
+    let first = fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<String>> = first
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .map(|c| c.trim_matches('"').to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(first.lines().next(), Some("file,score,reasons"));
+    assert_eq!(rows.len(), 3, "{first}");
+    assert_eq!(rows[0][0], "gravel.png", "{first}");
+    assert!(rows[0][1].parse::<u8>().unwrap() < 25, "{first}");
+    assert!(rows[0][2].contains("no clear subject"), "{first}");
+    let scores: Vec<u8> = rows.iter().map(|r| r[1].parse().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] <= w[1]), "{first}");
+    let cup = rows.iter().find(|r| r[0] == "cup.jpg").unwrap();
+    assert!(cup[1].parse::<u8>().unwrap() >= 50, "{first}");
+    assert!(
+        rows.iter().any(|r| r[0] == "nested/astronaut.jpg"),
+        "{first}"
+    );
+
+    // Nothing left to do, and the report is the same.
+    let again = batch()
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .arg("--review-csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("3 already done"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(fs::read_to_string(&csv).unwrap(), first);
+}

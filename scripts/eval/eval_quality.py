@@ -92,6 +92,7 @@ def edge(binary):
 
 def run_ours(binary, options, images, stems, out):
     cmd = [binary, "batch", str(images), "--output", str(out), "--format", "png", "--if-exists", "overwrite"]
+    cmd += ["--review-csv", str(out / "review.csv")]
     started = time.monotonic()
     subprocess.run(cmd + shlex.split(options), check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - started
@@ -163,6 +164,7 @@ def main():
     splits = ["dev", "test"] if args.split == "all" else [args.split]
     runners = {"loop": run_loop, "rembg": run_rembg}
     results = {}  # pipeline -> "split/stem" -> scores
+    reviews = {}  # pipeline -> "split/stem" -> its own confidence score (ours)
     times = {}
     for split in splits:
         images = args.set / split / "images"
@@ -196,6 +198,11 @@ def main():
                 else:
                     sys.exit(f"unknown pipeline {name}")
                 outputs[name] = out
+                if (out / "review.csv").is_file():
+                    with open(out / "review.csv", newline="") as f:
+                        for row in csv.DictReader(f):
+                            key = f"{split}/{Path(row['file']).stem}"
+                            reviews.setdefault(name, {})[key] = int(row["score"])
                 times[name] = times.get(name, 0.0) + elapsed
                 print(f"{name}: {len(stems)} {split} images in {elapsed:.1f} s", file=sys.stderr, flush=True)
             for stem in stems:
@@ -216,8 +223,11 @@ def main():
         groups = [(sp, [s for s in stems if s.startswith(sp + "/")]) for sp in splits] + groups
     for label, group in groups:
         summarise(results, names, times if label == args.split else None, metrics, label, group)
+        summarise_reviews(results, reviews, names, label, group)
     if args.json:
-        args.json.write_text(json.dumps({"split": args.split, "times": times, "scores": results}, indent=1))
+        args.json.write_text(
+            json.dumps({"split": args.split, "times": times, "scores": results, "reviews": reviews}, indent=1)
+        )
 
 
 def summarise(results, names, times, metrics, label, stems):
@@ -248,6 +258,28 @@ def summarise(results, names, times, metrics, label, stems):
                 b = np.array([results[first][s][m] for s in stems])
                 wins.append(int((a > b).sum() if m == "iou" else (a < b).sum()))
             print(n.ljust(24) + "".join(f"{w:>7}/{len(stems):<2}" for w in wins))
+
+
+def summarise_reviews(results, reviews, names, label, stems):
+    """How well ours' "needs review" score ranks its own masks' true error."""
+    from scipy.stats import spearmanr
+
+    for n in names:
+        if n not in reviews or not all(s in reviews[n] for s in stems):
+            continue
+        score = np.array([reviews[n][s] for s in stems])
+        iou = np.array([results[n][s]["iou"] for s in stems])
+        bmae = np.array([results[n][s]["bmae"] for s in stems])
+        bad = iou < 0.9
+        lowest = np.argsort(score, kind="stable")
+        tenth = int(np.ceil(0.1 * len(stems)))
+        flagged = score < 25
+        print()
+        print(f"{n}: review score against the true error ({label} split, {len(stems)} images)")
+        print(f"  rank correlation: with IoU {spearmanr(score, iou)[0]:.3f}, with -bMAE {spearmanr(score, -bmae)[0]:.3f}")
+        print(f"  images with IoU < 0.9: {bad.sum()}; among the lowest-scored 10 % ({tenth}): {bad[lowest[:tenth]].sum()}")
+        print(f"  among the lowest-scored {bad.sum()}: {bad[lowest[:bad.sum()]].sum()}")
+        print(f"  flagged (score < 25): {flagged.sum()}, of them IoU < 0.9: {(flagged & bad).sum()}")
 
 
 if __name__ == "__main__":

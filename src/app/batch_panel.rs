@@ -430,7 +430,7 @@ fn review_ui(ui: &mut egui::Ui, run: &BatchRun) -> Option<BatchAction> {
         .show(ui, |ui| {
             for (input, relative, review) in list {
                 ui.horizontal(|ui| {
-                    ui.colored_label(ui.visuals().warn_fg_color, format!("★ {:>3}", review.score));
+                    ui.colored_label(ui.visuals().warn_fg_color, format!("{:>3}", review.score));
                     if ui
                         .link(relative.display().to_string())
                         .on_hover_text(super::workspace::review_hover(review))

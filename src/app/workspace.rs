@@ -238,7 +238,7 @@ impl Workspace {
                     }
                     let status = ui.weak(item.status.label());
                     if let Some(review) = item.review.as_ref().filter(|r| r.needs_review()) {
-                        ui.colored_label(ui.visuals().warn_fg_color, "★ review")
+                        ui.colored_label(ui.visuals().warn_fg_color, "needs review")
                             .on_hover_text(review_hover(review));
                     }
                     if let Status::Failed(reason) = &item.status {
