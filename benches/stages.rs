@@ -116,8 +116,14 @@ fn main() {
             stages[2].push(times.run);
             stages[3].push(times.postprocess);
             let t = Instant::now();
-            let bytes =
-                encode_result(&decoded.rgba, &mask, &EncodeOptions::default(), path).unwrap();
+            let bytes = encode_result(
+                &decoded.rgba,
+                &mask,
+                &EncodeOptions::default(),
+                decoded.icc_profile.as_deref().map(Vec::as_slice),
+                path,
+            )
+            .unwrap();
             stages[4].push(t.elapsed());
             std::hint::black_box(bytes);
         }

@@ -911,6 +911,52 @@ fn the_batch_review_list_opens_an_unsure_image_in_the_editor() {
     harness.get_by_label("needs review");
 }
 
+/// An Adobe RGB photo (Debian colord-data's profile embedded) exported from
+/// the window keeps its profile, so its colours mean the same in the
+/// designer's tools.
+#[test]
+fn the_window_export_keeps_the_photos_colour_profile() {
+    use image::{ImageDecoder, ImageEncoder};
+    let icc = std::fs::read("/usr/share/color/icc/colord/AdobeRGB1998.icc")
+        .expect("Debian's colord-data (.ci/run installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("adobe.jpg");
+    let pixels = image::open(fixture("photos/coffee.jpg")).unwrap().to_rgb8();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(
+        std::fs::File::create(&photo).unwrap(),
+        95,
+    );
+    encoder.set_icc_profile(icc.clone()).unwrap();
+    encoder
+        .write_image(&pixels, 600, 400, image::ExtendedColorType::Rgb8)
+        .unwrap();
+
+    let (_home, mut harness) = app_harness();
+    harness.state_mut().open_paths(vec![photo]);
+    step_until(&mut harness, "the result", |app| {
+        app.workspace.items[0].status == Status::Done
+    });
+    for (format, name) in [
+        (OutputFormat::Png, "out.png"),
+        (OutputFormat::Jpeg, "out.jpg"),
+    ] {
+        harness.state_mut().format = format;
+        let path = dir.path().join(name);
+        let before = exported_notices(harness.state());
+        harness.state_mut().export_selected_to(path.clone());
+        step_until(&mut harness, "the export", |app| {
+            exported_notices(app) > before
+        });
+        let mut decoder = image::ImageReader::open(&path)
+            .unwrap()
+            .with_guessed_format()
+            .unwrap()
+            .into_decoder()
+            .unwrap();
+        assert_eq!(decoder.icc_profile().unwrap(), Some(icc.clone()), "{name}");
+    }
+}
+
 /// The editor: paint a stroke with the restore brush, undo it (Ctrl/Cmd+Z:
 /// the mask is back bit for bit), redo it (Shift+Ctrl/Cmd+Z); the export
 /// carries the stroke; then the 1:1 canvas preset changes the exported size.

@@ -63,9 +63,14 @@ impl DesktopApp {
                 }
                 self.engine = EngineStatus::Failed(message);
             }
-            Event::Decoded { id, image, preview } => {
+            Event::Decoded {
+                id,
+                image,
+                preview,
+                icc_profile,
+            } => {
                 self.mark("decoded");
-                self.workspace.decoded(id, image, preview)
+                self.workspace.decoded(id, image, preview, icc_profile)
             }
             Event::Started { id } => {
                 self.mark("started");

@@ -96,6 +96,7 @@ impl DesktopApp {
         };
         let id = item.id;
         let strokes = item.strokes.clone();
+        let icc_profile = item.icc_profile.clone();
         let partials = self.partials_journal();
         let format = self.format;
         let settings = self.finish.for_format(format);
@@ -110,8 +111,17 @@ impl DesktopApp {
                     path: path.clone(),
                 })
                 .and_then(|(image, mask)| {
-                    export(&image, &mask, format, &background, gpu.as_ref(), &path)
-                        .and_then(|bytes| write_output(&path, &bytes, partials.as_deref()))
+                    let profile = icc_profile.as_deref().map(Vec::as_slice);
+                    export(
+                        &image,
+                        &mask,
+                        format,
+                        &background,
+                        gpu.as_ref(),
+                        profile,
+                        &path,
+                    )
+                    .and_then(|bytes| write_output(&path, &bytes, partials.as_deref()))
                 });
             match result {
                 Ok(()) => vec![

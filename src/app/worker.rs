@@ -57,6 +57,9 @@ pub enum Command {
     Cancel(ImageId),
 }
 
+/// An embedded ICC colour profile, as the file held it.
+pub type IccProfile = Arc<Vec<u8>>;
+
 #[derive(Debug, Clone)]
 pub enum Event {
     EngineReady {
@@ -71,6 +74,8 @@ pub enum Event {
         id: ImageId,
         image: Arc<RgbaImage>,
         preview: Arc<RgbaImage>,
+        /// The file's colour profile, for the export.
+        icc_profile: Option<IccProfile>,
     },
     Started {
         id: ImageId,
@@ -490,7 +495,7 @@ impl DecodeLoop {
                 continue;
             }
             let carry_on = match self.read(source) {
-                Ok(image) => self.decoded(id, image, known_mask),
+                Ok((image, icc_profile)) => self.decoded(id, image, icc_profile, known_mask),
                 Err(message) => {
                     self.link.emit(Event::Failed { id, message });
                     true
@@ -502,23 +507,34 @@ impl DecodeLoop {
         }
     }
 
-    fn read(&self, source: ImageSource) -> Result<Arc<RgbaImage>, String> {
+    /// The pixels, and the file's colour profile when it has one (pasted
+    /// and stored pixels are sRGB as far as the app knows).
+    fn read(&self, source: ImageSource) -> Result<(Arc<RgbaImage>, Option<IccProfile>), String> {
         match source {
-            ImageSource::Pixels(pixels) => Ok(pixels),
+            ImageSource::Pixels(pixels) => Ok((pixels, None)),
             ImageSource::File(path) => decode_file(&path, self.limits)
-                .map(|d| Arc::new(d.rgba))
+                .map(|d| (Arc::new(d.rgba), d.icc_profile))
                 .map_err(|e| e.to_string()),
-            ImageSource::Stored(store, item) => load_original(&store, item).map(Arc::new),
+            ImageSource::Stored(store, item) => {
+                load_original(&store, item).map(|image| (Arc::new(image), None))
+            }
         }
     }
 
     /// Hands a decoded image on; `false` when the window or inference is gone.
-    fn decoded(&self, id: ImageId, image: Arc<RgbaImage>, known: Option<KnownMask>) -> bool {
+    fn decoded(
+        &self,
+        id: ImageId,
+        image: Arc<RgbaImage>,
+        icc_profile: Option<IccProfile>,
+        known: Option<KnownMask>,
+    ) -> bool {
         let preview = Arc::new(preview_rgba(&image, PREVIEW_SIDE));
         let decoded = Event::Decoded {
             id,
             image: image.clone(),
             preview,
+            icc_profile,
         };
         if !self.link.emit(decoded) {
             return false;

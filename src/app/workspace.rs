@@ -6,7 +6,7 @@ use std::sync::Arc;
 use egui::{TextureHandle, Vec2};
 use image::{GrayImage, RgbaImage};
 
-use crate::app::worker::ImageId;
+use crate::app::worker::{IccProfile, ImageId};
 use crate::engine::refine::Stroke;
 use crate::engine::review::Review;
 
@@ -60,6 +60,8 @@ pub struct Item {
     /// How sure the model was of `mask` (none for a mask kept from an
     /// earlier session); low ones are marked in the list.
     pub review: Option<Review>,
+    /// The photo's embedded colour profile, written into its exports.
+    pub icc_profile: Option<IccProfile>,
     /// The picture/blur background at preview size, with its key.
     pub preview_background: Option<(u64, Arc<RgbaImage>)>,
     /// Display textures, made on first draw from the pixels above.
@@ -121,6 +123,7 @@ impl Workspace {
             preview_mask: None,
             provisional: false,
             review: None,
+            icc_profile: None,
             preview_background: None,
             textures: None,
             strokes: Vec::new(),
@@ -172,9 +175,16 @@ impl Workspace {
         }
     }
 
-    pub fn decoded(&mut self, id: ImageId, image: Arc<RgbaImage>, preview: Arc<RgbaImage>) {
+    pub fn decoded(
+        &mut self,
+        id: ImageId,
+        image: Arc<RgbaImage>,
+        preview: Arc<RgbaImage>,
+        icc_profile: Option<IccProfile>,
+    ) {
         if let Some(item) = self.get_mut(id) {
             item.original = Some(image);
+            item.icc_profile = icc_profile;
             item.preview = Some(preview);
             item.preview_background = None;
             item.textures = None;

@@ -21,14 +21,16 @@ pub struct GpuTarget {
     pub compositor: Arc<Compositor>,
 }
 
-/// The encoded file for `image` cut out by `mask` over `background`;
-/// `path` names the file in errors.
+/// The encoded file for `image` cut out by `mask` over `background`, with
+/// the photo's colour profile (if any) embedded; `path` names the file in
+/// errors.
 pub fn export(
     image: &RgbaImage,
     mask: &GrayImage,
     format: OutputFormat,
     background: &Background,
     gpu: Option<&GpuTarget>,
+    icc_profile: Option<&[u8]>,
     path: &Path,
 ) -> Result<Vec<u8>, crate::Error> {
     if format == OutputFormat::Mask {
@@ -36,7 +38,7 @@ pub fn export(
             format,
             ..Default::default()
         };
-        return encode_result(image, mask, &options, path);
+        return encode_result(image, mask, &options, None, path);
     }
     // JPEG has no alpha: a transparent background becomes white.
     let background = match (background, format) {
@@ -55,5 +57,5 @@ pub fn export(
     });
     let composited =
         on_gpu.unwrap_or_else(|| composite_with(image, mask, &background, picture.as_ref()));
-    encode_composited(&composited, format, path)
+    encode_composited(&composited, format, icc_profile, path)
 }

@@ -6,6 +6,7 @@
 use std::fs;
 use std::io::{Cursor, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbaImage};
 
@@ -41,6 +42,10 @@ pub struct DecodedImage {
     pub rgba: RgbaImage,
     /// Whether the file itself carried transparency (kept in the cut-out).
     pub has_alpha: bool,
+    /// The embedded colour profile (JPEG APP2, PNG iCCP, WebP ICCP, TIFF),
+    /// carried into every output that can hold one so that a Display P3 or
+    /// Adobe RGB photo keeps its colours. The pixels are not converted.
+    pub icc_profile: Option<Arc<Vec<u8>>>,
 }
 
 impl DecodedImage {
@@ -181,12 +186,20 @@ pub fn decode_bytes(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    // An unreadable profile is dropped (the photo still opens), as viewers do.
+    let icc_profile = decoder
+        .icc_profile()
+        .ok()
+        .flatten()
+        .filter(|p| !p.is_empty())
+        .map(Arc::new);
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, path))?;
     image.apply_orientation(orientation);
     let has_alpha = image.color().has_alpha();
     Ok(DecodedImage {
         rgba: image.into_rgba8(),
         has_alpha,
+        icc_profile,
     })
 }
 

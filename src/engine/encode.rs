@@ -116,10 +116,13 @@ impl Default for EncodeOptions {
 }
 
 /// Encodes the result of one image; `path` only names it in errors.
+/// `icc_profile` is the photo's colour profile, written into every format
+/// with colours (a mask has none).
 pub fn encode_result(
     image: &RgbaImage,
     mask: &GrayImage,
     options: &EncodeOptions,
+    icc_profile: Option<&[u8]>,
     path: &Path,
 ) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
@@ -132,7 +135,7 @@ pub fn encode_result(
     match options.format {
         OutputFormat::Png => {
             let rgba = cutout(image, mask);
-            png(&mut out)
+            with_profile(png(&mut out), icc_profile)
                 .write_image(&rgba, w, h, ExtendedColorType::Rgba8)
                 .map_err(failed)?;
         }
@@ -143,25 +146,30 @@ pub fn encode_result(
         }
         OutputFormat::Webp => {
             let rgba = cutout(image, mask);
-            WebPEncoder::new_lossless(&mut out)
+            with_profile(WebPEncoder::new_lossless(&mut out), icc_profile)
                 .write_image(&rgba, w, h, ExtendedColorType::Rgba8)
                 .map_err(failed)?;
         }
         OutputFormat::Jpeg => {
             let rgb = flatten_on(image, mask, options.background.0);
-            JpegEncoder::new_with_quality(&mut out, options.jpeg_quality)
-                .write_image(&rgb, w, h, ExtendedColorType::Rgb8)
-                .map_err(failed)?;
+            with_profile(
+                JpegEncoder::new_with_quality(&mut out, options.jpeg_quality),
+                icc_profile,
+            )
+            .write_image(&rgb, w, h, ExtendedColorType::Rgb8)
+            .map_err(failed)?;
         }
     }
     Ok(out)
 }
 
 /// Encodes pixels that are already composited (alpha kept for PNG and WebP,
-/// dropped for JPEG, which the caller has flattened onto a background).
+/// dropped for JPEG, which the caller has flattened onto a background),
+/// with the photo's colour profile when it has one.
 pub fn encode_composited(
     rgba: &RgbaImage,
     format: OutputFormat,
+    icc_profile: Option<&[u8]>,
     path: &Path,
 ) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
@@ -171,21 +179,31 @@ pub fn encode_composited(
         detail: e.to_string(),
         path: path.into(),
     };
+    let icc_profile = icc_profile.filter(|_| format != OutputFormat::Mask);
     match format {
-        OutputFormat::Png | OutputFormat::Mask => png(&mut out)
+        OutputFormat::Png | OutputFormat::Mask => with_profile(png(&mut out), icc_profile)
             .write_image(rgba, w, h, ExtendedColorType::Rgba8)
             .map_err(failed)?,
-        OutputFormat::Webp => WebPEncoder::new_lossless(&mut out)
+        OutputFormat::Webp => with_profile(WebPEncoder::new_lossless(&mut out), icc_profile)
             .write_image(rgba, w, h, ExtendedColorType::Rgba8)
             .map_err(failed)?,
         OutputFormat::Jpeg => {
             let rgb: Vec<u8> = rgba.pixels().flat_map(|p| [p[0], p[1], p[2]]).collect();
-            JpegEncoder::new_with_quality(&mut out, 92)
+            with_profile(JpegEncoder::new_with_quality(&mut out, 92), icc_profile)
                 .write_image(&rgb, w, h, ExtendedColorType::Rgb8)
                 .map_err(failed)?;
         }
     }
     Ok(out)
+}
+
+/// `encoder`, set to embed `icc_profile`. All three encoders used here can;
+/// one that could not would write the pixels without it, as before.
+fn with_profile<E: ImageEncoder>(mut encoder: E, icc_profile: Option<&[u8]>) -> E {
+    if let Some(profile) = icc_profile {
+        let _ = encoder.set_icc_profile(profile.to_vec());
+    }
+    encoder
 }
 
 /// Pixels as a PNG without any metadata (for the store and uploads).

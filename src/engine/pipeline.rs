@@ -10,6 +10,7 @@
 //! any stage is reported for that file and the rest go on.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,7 @@ impl Outcome {
 struct Prepared {
     index: usize,
     image: RgbaImage,
+    icc_profile: Option<Arc<Vec<u8>>>,
     input: ModelInput,
     times: StageTimes,
 }
@@ -113,6 +115,7 @@ struct Prepared {
 struct Inferred {
     index: usize,
     image: RgbaImage,
+    icc_profile: Option<Arc<Vec<u8>>>,
     output: Looks,
     times: StageTimes,
 }
@@ -157,6 +160,7 @@ pub fn run(
                     Prepared {
                         index,
                         image: decoded.rgba,
+                        icc_profile: decoded.icc_profile,
                         input,
                         times,
                     }
@@ -191,6 +195,7 @@ pub fn run(
                         Inferred {
                             index: p.index,
                             image: p.image,
+                            icc_profile: p.icc_profile,
                             output,
                             times,
                         }
@@ -224,6 +229,7 @@ fn finish(
     let Inferred {
         index,
         image,
+        icc_profile,
         output,
         mut times,
     } = item;
@@ -249,8 +255,14 @@ fn finish(
     };
     times.postprocess = t.elapsed();
     let t = Instant::now();
-    let written = encode_result(&image, &mask, &options.encode, &job.output)
-        .and_then(|bytes| write_output(&job.output, &bytes, options.partials.as_deref()));
+    let written = encode_result(
+        &image,
+        &mask,
+        &options.encode,
+        icc_profile.as_deref().map(Vec::as_slice),
+        &job.output,
+    )
+    .and_then(|bytes| write_output(&job.output, &bytes, options.partials.as_deref()));
     times.encode = t.elapsed();
     match written {
         Ok(()) => Outcome::Done {
