@@ -274,7 +274,7 @@ mod tests {
                 background: Rgb8([0, 0, 255]),
                 ..Default::default()
             };
-            let bytes = encode_result(&image, &mask, &options, Path::new("x")).unwrap();
+            let bytes = encode_result(&image, &mask, &options, None, Path::new("x")).unwrap();
             let decoded = image::load_from_memory(&bytes).unwrap();
             assert_eq!((decoded.width(), decoded.height()), (8, 4), "{format}");
             match format {
