@@ -193,6 +193,8 @@ fn designer_times(path: &Path, engine: &mut Engine) -> [Duration; 5] {
         layout: LayoutSettings {
             crop_margin: Some(Margin::Percent(5.0)),
             canvas: Canvas::Ratio(1, 1),
+            subject_fill: None,
+            max_side: None,
             shadow: Some(Shadow::default()),
         },
     };

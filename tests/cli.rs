@@ -428,6 +428,8 @@ fn remove_with_designer_flags_matches_the_library_pixel_for_pixel() {
         layout: LayoutSettings {
             crop_margin: Some(Margin::Percent(5.0)),
             canvas: Canvas::Ratio(1, 1),
+            subject_fill: None,
+            max_side: None,
             shadow: Some(Shadow::default()),
         },
     };
@@ -577,4 +579,62 @@ fn remove_at_best_quality_matches_the_library_and_a_bad_quality_is_refused() {
         stderr.contains("ultra") && stderr.contains("standard or best"),
         "{stderr}"
     );
+}
+
+/// A marketplace spec from the command line: a square canvas where the
+/// subject fills 80 % (its longer extent, centred), capped at 400 px; out
+/// of range values are refused with what is allowed.
+#[test]
+fn subject_fill_and_max_size_make_a_marketplace_frame() {
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("cup.png");
+    let output = cli()
+        .args([
+            "remove",
+            "--canvas",
+            "1:1",
+            "--subject-fill",
+            "80",
+            "--max-size",
+            "400",
+        ])
+        .arg(fixture("photos/coffee.jpg"))
+        .arg("-o")
+        .arg(&target)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    let produced = image::open(&target).unwrap().to_rgba8();
+    assert_eq!(produced.dimensions(), (400, 400));
+    // The subject's box at half opacity.
+    let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, p) in produced.enumerate_pixels() {
+        if p[3] >= 128 {
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+        }
+    }
+    let longer = (x1 - x0).max(y1 - y0);
+    assert!(
+        (310..=330).contains(&longer),
+        "subject spans {longer} of 400 px"
+    );
+    let (cx, cy) = (i64::from(x0 + x1), i64::from(y0 + y1));
+    assert!(
+        (cx - 400).abs() <= 6 && (cy - 400).abs() <= 6,
+        "centre ({cx}, {cy})/2"
+    );
+
+    for (flag, value, words) in [
+        ("--subject-fill", "0", "write 1 to 100"),
+        ("--subject-fill", "most", "is not a percentage"),
+        ("--max-size", "5", "write 16 to 20000"),
+    ] {
+        let bad = cli()
+            .args(["remove", "x.jpg", "-o", "y.png", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(text(&bad).1.contains(words), "{}", text(&bad).1);
+    }
 }

@@ -107,6 +107,8 @@ fn finished_layers_match_on_gpu_and_cpu_and_mask_updates_in_place() {
         layout: LayoutSettings {
             crop_margin: Some(Margin::Percent(8.0)),
             canvas: Canvas::Ratio(1, 1),
+            subject_fill: None,
+            max_side: None,
             shadow: Some(Shadow::default()),
         },
     };

@@ -6,8 +6,9 @@ use image::{GrayImage, RgbaImage};
 
 use crate::engine::encode::OutputFormat;
 use crate::engine::finish::FinishSettings;
-use crate::engine::layout::{Canvas, Margin, Shadow};
+use crate::engine::layout::{Canvas, MIN_MAX_SIDE, MIN_SUBJECT_FILL, Margin, Shadow};
 use crate::engine::refine::{self, BrushMode, EdgeSettings, Stroke};
+use crate::limits::MAX_CANVAS_SIDE;
 use crate::prefs::SavedBrush;
 
 /// The brush as set in the inspector.
@@ -177,6 +178,39 @@ pub fn editor_ui(
                 ui.selectable_value(&mut layout.canvas, canvas, label);
             }
         });
+    ui.horizontal(|ui| {
+        let mut fill = layout.subject_fill.is_some();
+        ui.checkbox(&mut fill, "Subject fills")
+            .on_hover_text("The subject's longer extent as a share of the canvas, centred (replaces the crop margin)");
+        if fill {
+            let mut percent = layout.subject_fill.unwrap_or(85.0);
+            ui.add(
+                egui::DragValue::new(&mut percent)
+                    .range(MIN_SUBJECT_FILL..=100.0)
+                    .suffix(" %"),
+            );
+            layout.subject_fill = Some(percent);
+        } else {
+            layout.subject_fill = None;
+        }
+    });
+    ui.horizontal(|ui| {
+        let mut capped = layout.max_side.is_some();
+        ui.checkbox(&mut capped, "Max size").on_hover_text(
+            "Scale the export down so that its longest side is at most this many pixels",
+        );
+        if capped {
+            let mut side = layout.max_side.unwrap_or(2000);
+            ui.add(
+                egui::DragValue::new(&mut side)
+                    .range(MIN_MAX_SIDE..=MAX_CANVAS_SIDE)
+                    .suffix(" px"),
+            );
+            layout.max_side = Some(side);
+        } else {
+            layout.max_side = None;
+        }
+    });
     let mut shadow = layout.shadow.is_some();
     ui.checkbox(&mut shadow, "Drop shadow");
     if shadow {
@@ -237,6 +271,9 @@ pub fn scaled_settings(settings: &FinishSettings, scale: f32) -> FinishSettings 
             ((w as f32 * scale).round() as u32).max(1),
             ((h as f32 * scale).round() as u32).max(1),
         );
+    }
+    if let Some(side) = settings.layout.max_side {
+        out.layout.max_side = Some(((side as f32 * scale).round() as u32).max(1));
     }
     if let Some(shadow) = out.layout.shadow.as_mut() {
         shadow.offset = shadow.offset.map(|v| (v as f32 * scale).round() as i32);

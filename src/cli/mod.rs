@@ -159,6 +159,13 @@ pub struct FinishArgs {
     /// original, a ratio such as 1:1 or 4:5 (subject centred), or WxH such as 1200x1500.
     #[arg(long, default_value = "original")]
     pub canvas: backgrounderase::engine::layout::Canvas,
+    /// The subject's extent as PCT % of the canvas (its limiting side),
+    /// centred: e.g. --canvas 2000x2000 --subject-fill 85. Replaces --crop-margin.
+    #[arg(long, value_name = "PCT", value_parser = parse_subject_fill)]
+    pub subject_fill: Option<f32>,
+    /// Scale the output down so that its longest side is at most PX pixels.
+    #[arg(long, value_name = "PX", value_parser = parse_max_size)]
+    pub max_size: Option<u32>,
     /// A soft drop shadow under the subject.
     #[arg(long)]
     pub shadow: bool,
@@ -166,6 +173,31 @@ pub struct FinishArgs {
     /// and takes a closer look at the subject's edge (up to 4 passes).
     #[arg(long, default_value = "standard")]
     pub quality: backgrounderase::engine::quality::Quality,
+}
+
+fn parse_subject_fill(text: &str) -> Result<f32, String> {
+    use backgrounderase::engine::layout::MIN_SUBJECT_FILL;
+    let value: f32 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{text}' is not a percentage"))?;
+    if (MIN_SUBJECT_FILL..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("'{text}': write {MIN_SUBJECT_FILL} to 100 (%)"))
+    }
+}
+
+fn parse_max_size(text: &str) -> Result<u32, String> {
+    use backgrounderase::engine::layout::MIN_MAX_SIDE;
+    use backgrounderase::limits::MAX_CANVAS_SIDE;
+    match text.trim().trim_end_matches("px").parse::<u32>() {
+        Ok(v) if (MIN_MAX_SIDE..=MAX_CANVAS_SIDE).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "'{text}': write {MIN_MAX_SIDE} to {MAX_CANVAS_SIDE} (pixels)"
+        )),
+    }
 }
 
 impl FinishArgs {
@@ -196,6 +228,8 @@ impl FinishArgs {
             layout: layout::LayoutSettings {
                 crop_margin: self.crop_margin,
                 canvas: self.canvas,
+                subject_fill: self.subject_fill,
+                max_side: self.max_size,
                 shadow: self.shadow.then(layout::Shadow::default),
             },
         })

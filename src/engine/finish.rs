@@ -158,6 +158,8 @@ mod tests {
             layout: LayoutSettings {
                 crop_margin: Some(Margin::Pixels(2)),
                 canvas: Canvas::Ratio(1, 1),
+                subject_fill: None,
+                max_side: None,
                 shadow: None,
             },
             ..Default::default()

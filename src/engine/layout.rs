@@ -145,6 +145,13 @@ pub struct LayoutSettings {
     /// Crop to the subject with this margin; `None` keeps the whole photo.
     pub crop_margin: Option<Margin>,
     pub canvas: Canvas,
+    /// The subject's extent as a percentage of the canvas along its
+    /// limiting side, centred (what marketplaces specify: "the product
+    /// fills 85 % of the image"). Replaces the crop margin when set.
+    pub subject_fill: Option<f32>,
+    /// The output's longest side at most this many pixels: a larger frame
+    /// is scaled down as a whole (never up).
+    pub max_side: Option<u32>,
     pub shadow: Option<Shadow>,
 }
 
@@ -232,8 +239,16 @@ pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Result<Placement, To
         x1: i64::from(w),
         y1: i64::from(h),
     };
-    let region = match (layout.crop_margin, subject_bounds(alpha)) {
-        (Some(margin), Some(b)) => {
+    let bounds = subject_bounds(alpha);
+    let fill = layout
+        .subject_fill
+        .filter(|f| f.is_finite())
+        .map(|f| f.clamp(MIN_SUBJECT_FILL, 100.0) / 100.0);
+    let region = match (fill, layout.crop_margin, bounds) {
+        (Some(fill), _, Some(b)) => {
+            framed_for_fill(b, f64::from(fill), aspect_of(layout.canvas, w, h))
+        }
+        (None, Some(margin), Some(b)) => {
             let m = match margin {
                 Margin::Percent(p) => {
                     let p = if p.is_finite() {
@@ -301,6 +316,10 @@ pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Result<Placement, To
             }
         }
     };
+    let placement = match layout.max_side {
+        Some(max) => within_side(placement, max.max(MIN_MAX_SIDE)),
+        None => placement,
+    };
     let (cw, ch) = placement.canvas;
     if !output_size_ok(u64::from(cw), u64::from(ch)) {
         return Err(TooLarge {
@@ -309,6 +328,80 @@ pub fn place(alpha: &GrayImage, layout: &LayoutSettings) -> Result<Placement, To
         });
     }
     Ok(placement)
+}
+
+/// The smallest "subject fill" that is accepted, in percent: below it the
+/// frame around a subject would grow without bound.
+pub const MIN_SUBJECT_FILL: f32 = 1.0;
+
+/// The smallest "maximum size" accepted, in pixels.
+pub const MIN_MAX_SIDE: u32 = 16;
+
+/// The shape of the frame `canvas` asks for, as width and height parts;
+/// the photo's own for the original frame.
+fn aspect_of(canvas: Canvas, width: u32, height: u32) -> (i64, i64) {
+    match canvas {
+        Canvas::Original => (i64::from(width.max(1)), i64::from(height.max(1))),
+        Canvas::Ratio(a, b) => (
+            i64::from(a.clamp(1, MAX_RATIO_PART)),
+            i64::from(b.clamp(1, MAX_RATIO_PART)),
+        ),
+        Canvas::Size(w, h) => (
+            i64::from(w.clamp(1, MAX_CANVAS_SIDE)),
+            i64::from(h.clamp(1, MAX_CANVAS_SIDE)),
+        ),
+    }
+}
+
+/// The frame (photo pixels) of aspect `aspect` centred on the subject box
+/// `b`, in which the subject spans `fill` of the frame along its limiting
+/// side. It may reach outside the photo (padded with transparency).
+fn framed_for_fill(b: Rect, fill: f64, aspect: (i64, i64)) -> Rect {
+    let (bw, bh) = (b.width().max(1) as f64, b.height().max(1) as f64);
+    let (aw, ah) = (aspect.0 as f64, aspect.1 as f64);
+    let frame_w = (bw / fill).max(bh / fill * aw / ah);
+    let frame_h = frame_w * ah / aw;
+    // Whole pixels of the subject's parity, so it sits exactly in the middle.
+    let parity = |frame: f64, subject: i64| {
+        let f = frame.round().max(1.0) as i64;
+        if (f - subject) % 2 == 0 { f } else { f + 1 }
+    };
+    let (fw, fh) = (parity(frame_w, b.width()), parity(frame_h, b.height()));
+    let (cx2, cy2) = (b.x0 + b.x1, b.y0 + b.y1);
+    let x0 = (cx2 - fw).div_euclid(2);
+    let y0 = (cy2 - fh).div_euclid(2);
+    Rect {
+        x0,
+        y0,
+        x1: x0 + fw,
+        y1: y0 + fh,
+    }
+}
+
+/// `placement` scaled down as a whole so that its longest side is at most
+/// `max` pixels; unchanged when it already is.
+fn within_side(placement: Placement, max: u32) -> Placement {
+    let (cw, ch) = placement.canvas;
+    let longest = cw.max(ch);
+    if longest <= max {
+        return placement;
+    }
+    let k = f64::from(max) / f64::from(longest);
+    let scale = |v: u32| ((f64::from(v) * k).round() as u32).max(1);
+    let canvas = (scale(cw).min(max), scale(ch).min(max));
+    let size = (
+        scale(placement.size.0).min(canvas.0),
+        scale(placement.size.1).min(canvas.1),
+    );
+    Placement {
+        canvas,
+        region: placement.region,
+        at: (
+            (placement.at.0 as f64 * k).round() as i64,
+            (placement.at.1 as f64 * k).round() as i64,
+        ),
+        size,
+    }
 }
 
 /// The cut-out `layer` (straight alpha) framed by `placement`, with the
@@ -489,10 +582,95 @@ mod tests {
         assert_eq!(p.canvas, (26, 36));
     }
 
+    /// The box of pixels at least half opaque (resampling spreads a faint
+    /// ramp around a scaled edge).
+    fn half_bounds(img: &RgbaImage) -> Option<Rect> {
+        let half = GrayImage::from_fn(img.width(), img.height(), |x, y| {
+            Luma([if img.get_pixel(x, y)[3] >= 128 {
+                255
+            } else {
+                0
+            }])
+        });
+        subject_bounds(&half)
+    }
+
     fn alpha_of(img: &RgbaImage) -> GrayImage {
         GrayImage::from_fn(img.width(), img.height(), |x, y| {
             Luma([img.get_pixel(x, y)[3]])
         })
+    }
+
+    #[test]
+    fn subject_fill_sizes_the_subject_to_its_share_of_the_canvas_centred() {
+        // A 200×300 subject at 85 % of a 2000×2000 canvas: its limiting
+        // (taller) side spans 1700 px, centred both ways.
+        let alpha = GrayImage::from_fn(1000, 800, |x, y| {
+            Luma([if (300..500).contains(&x) && (200..500).contains(&y) {
+                255
+            } else {
+                0
+            }])
+        });
+        let layer = RgbaImage::from_fn(1000, 800, |x, y| {
+            Rgba([200, 100, 50, alpha.get_pixel(x, y)[0]])
+        });
+        let layout = LayoutSettings {
+            canvas: Canvas::Size(2000, 2000),
+            subject_fill: Some(85.0),
+            crop_margin: Some(Margin::Pixels(40)), // replaced by the fill
+            ..Default::default()
+        };
+        let p = place(&alpha, &layout).unwrap();
+        assert_eq!(p.canvas, (2000, 2000));
+        let b = half_bounds(&render(&layer, &p, None)).unwrap();
+        // The frame is whole photo pixels (354 for 352.9): within 0.5 %.
+        assert!((1692..=1708).contains(&b.height()), "{b:?}");
+        assert!((1128..=1139).contains(&b.width()), "{b:?}");
+        assert!(((b.y0 + b.y1) - 2000).abs() <= 2, "{b:?}");
+        assert!(((b.x0 + b.x1) - 2000).abs() <= 2, "{b:?}");
+
+        let (layer, alpha) = subject();
+        // On a 4:5 ratio the frame is made around the subject, unscaled:
+        // 30 px tall at 50 % → 60 px tall, 48 px wide.
+        let ratio = LayoutSettings {
+            canvas: Canvas::Ratio(4, 5),
+            subject_fill: Some(50.0),
+            ..Default::default()
+        };
+        assert_eq!(place(&alpha, &ratio).unwrap().canvas, (48, 60));
+        // A frame larger than the photo is padded, not clipped.
+        let out = render(&layer, &place(&alpha, &ratio).unwrap(), None);
+        let b = half_bounds(&out).unwrap();
+        assert_eq!((b.width(), b.height()), (20, 30));
+        assert_eq!((b.x0, b.y0), (14, 15));
+    }
+
+    #[test]
+    fn max_side_scales_the_whole_output_down_never_up() {
+        let (layer, alpha) = subject();
+        let capped = LayoutSettings {
+            max_side: Some(50),
+            ..Default::default()
+        };
+        let p = place(&alpha, &capped).unwrap();
+        assert_eq!(p.canvas, (50, 40));
+        let b = half_bounds(&render(&layer, &p, None)).unwrap();
+        assert_eq!((b.x0, b.y0, b.width(), b.height()), (15, 10, 10, 15));
+        // Already small enough: unchanged.
+        let roomy = LayoutSettings {
+            max_side: Some(500),
+            ..Default::default()
+        };
+        assert_eq!(place(&alpha, &roomy).unwrap().canvas, (100, 80));
+        // With a fixed canvas the cap wins (2000² → 1000²).
+        let sized = LayoutSettings {
+            canvas: Canvas::Size(2000, 2000),
+            subject_fill: Some(85.0),
+            max_side: Some(1000),
+            ..Default::default()
+        };
+        assert_eq!(place(&alpha, &sized).unwrap().canvas, (1000, 1000));
     }
 
     #[test]
@@ -501,6 +679,8 @@ mod tests {
         let square = LayoutSettings {
             crop_margin: Some(Margin::Pixels(0)),
             canvas: Canvas::Ratio(1, 1),
+            subject_fill: None,
+            max_side: None,
             shadow: None,
         };
         let p = place(&alpha, &square).unwrap();
