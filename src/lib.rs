@@ -24,6 +24,7 @@ pub mod net;
 pub mod partials;
 pub mod paths;
 pub mod prefs;
+pub mod presets;
 pub mod privacy;
 pub mod setup;
 

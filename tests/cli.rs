@@ -638,3 +638,94 @@ fn subject_fill_and_max_size_make_a_marketplace_frame() {
         assert!(text(&bad).1.contains(words), "{}", text(&bad).1);
     }
 }
+
+/// Export presets from the command line: the built-in specs are listed and
+/// shown, `--preset` (a unique start of the name is enough) makes the
+/// marketplace frame, a user's own preset from `presets.ron` in the config
+/// folder is found, and a clash with an option the preset sets, or an
+/// unknown name, is a clear error.
+#[test]
+fn presets_are_listed_shown_and_used_by_remove_and_batch() {
+    let config = tempfile::tempdir().unwrap();
+    let with_config = || {
+        let mut cmd = cli();
+        cmd.env("XDG_CONFIG_HOME", config.path());
+        cmd
+    };
+    let list = with_config().args(["presets", "list"]).output().unwrap();
+    let (stdout, stderr) = text(&list);
+    assert!(list.status.success(), "{stderr}");
+    for name in [
+        "Marketplace: white, square 2000 px, subject fills 85 %",
+        "Transparent PNG, full size",
+        "Social 4:5 1080×1350",
+    ] {
+        assert!(stdout.contains(name), "{stdout}");
+    }
+    let show = with_config()
+        .args(["presets", "show", "marketplace"])
+        .output()
+        .unwrap();
+    let (stdout, _) = text(&show);
+    assert!(stdout.contains("subject_fill: Some(85.0)"), "{stdout}");
+
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("cup.jpg");
+    let made = with_config()
+        .args(["remove", "--preset", "market"])
+        .arg(fixture("photos/coffee.jpg"))
+        .arg("-o")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made).1);
+    let jpeg = image::open(&target).unwrap().to_rgb8();
+    assert_eq!(jpeg.dimensions(), (2000, 2000));
+    assert_eq!(jpeg.get_pixel(5, 5).0, [255, 255, 255], "white around");
+
+    // A preset of the user's own, used by batch (its pattern too).
+    let mine = config.path().join("backgrounderase");
+    fs::create_dir_all(&mine).unwrap();
+    fs::write(
+        mine.join("presets.ron"),
+        r#"[(name: "Catalogue WebP", format: Webp, pattern: "{name}-cat.{ext}",
+             finish: (layout: (canvas: Ratio(1, 1), max_side: Some(300))))]"#,
+    )
+    .unwrap();
+    let input = tempfile::tempdir().unwrap();
+    fs::copy(fixture("photos/coffee.jpg"), input.path().join("cup.jpg")).unwrap();
+    let batch_out = out.path().join("batch");
+    let run = with_config()
+        .args(["batch", "--preset", "catalogue webp"])
+        .arg(input.path())
+        .arg("-o")
+        .arg(&batch_out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run).1);
+    let made = batch_out.join("cup-cat.webp");
+    assert_eq!(image::image_dimensions(&made).unwrap(), (300, 300));
+
+    let clash = with_config()
+        .args([
+            "remove", "x.jpg", "-o", "y.png", "--preset", "market", "--canvas", "1:1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(clash.status.code(), Some(2));
+    assert!(
+        text(&clash).1.contains("cannot be used with"),
+        "{}",
+        text(&clash).1
+    );
+    let unknown = with_config()
+        .args(["presets", "show", "billboard"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown).1.contains("no preset is called 'billboard'"),
+        "{}",
+        text(&unknown).1
+    );
+}

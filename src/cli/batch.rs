@@ -17,17 +17,25 @@ use super::BatchArgs;
 use super::remove::load_engine;
 
 pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
+    let spec = super::export_spec(
+        dirs,
+        args.preset.as_deref(),
+        args.format,
+        args.bg,
+        &args.finish,
+    )?;
     let mut engine = load_engine(dirs, &args.engine)?;
     let settings = BatchSettings {
         include_subfolders: !args.no_subfolders,
         mirror: !args.flatten,
-        format: args.format,
-        background: args.bg,
-        pattern: args.pattern.clone(),
+        format: spec.format,
+        background: spec.background,
+        jpeg_quality: spec.jpeg_quality,
+        pattern: spec.pattern.clone().unwrap_or_else(|| args.pattern.clone()),
         if_exists: args.if_exists,
         model: engine.model.id.clone(),
-        finish: args.finish.settings()?,
-        quality: args.finish.quality,
+        finish: spec.finish,
+        quality: spec.quality,
         // Brush strokes live in the app's editor; the CLI has none.
         edits: Default::default(),
         partials: super::partials_journal(dirs),

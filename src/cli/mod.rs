@@ -50,7 +50,50 @@ pub enum Command {
         #[command(subcommand)]
         action: PrivacyAction,
     },
+    /// Export presets: the built-in specs and your own.
+    Presets {
+        #[command(subcommand)]
+        action: Option<PresetsAction>,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum PresetsAction {
+    /// Every preset with a one-line summary.
+    List,
+    /// One preset in full (RON, as saved).
+    Show { name: String },
+}
+
+/// The options a preset sets, which cannot be given with `--preset`
+/// (`batch` also has `--pattern`).
+const PRESET_SETS: [&str; 11] = [
+    "format",
+    "bg",
+    "shift",
+    "feather",
+    "no_despill",
+    "crop_margin",
+    "canvas",
+    "subject_fill",
+    "max_size",
+    "shadow",
+    "quality",
+];
+const PRESET_SETS_BATCH: [&str; 12] = [
+    "format",
+    "bg",
+    "shift",
+    "feather",
+    "no_despill",
+    "crop_margin",
+    "canvas",
+    "subject_fill",
+    "max_size",
+    "shadow",
+    "quality",
+    "pattern",
+];
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsAction {
@@ -122,6 +165,15 @@ pub struct RemoveArgs {
     /// Background colour for JPEG output.
     #[arg(long, default_value = "#ffffff")]
     pub bg: Rgb8,
+    /// Use a named export preset (`backgrounderase presets list`): its
+    /// format, background, edges, layout and quality. A unique start of the
+    /// name is enough.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = PRESET_SETS
+    )]
+    pub preset: Option<String>,
     #[command(flatten)]
     pub finish: FinishArgs,
     #[command(flatten)]
@@ -275,6 +327,15 @@ pub struct BatchArgs {
     /// Print per-stage totals and peak memory at the end.
     #[arg(long)]
     pub stats: bool,
+    /// Use a named export preset (`backgrounderase presets list`): its
+    /// format, background, edges, layout and quality. A unique start of the
+    /// name is enough.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = PRESET_SETS_BATCH
+    )]
+    pub preset: Option<String>,
     #[command(flatten)]
     pub finish: FinishArgs,
     #[command(flatten)]
@@ -310,6 +371,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         },
         Some(Command::Setup(args)) => setup(&dirs, args),
         Some(Command::Privacy { action }) => privacy(&dirs, action),
+        Some(Command::Presets { action }) => presets(&dirs, action.unwrap_or(PresetsAction::List)),
     }
 }
 
@@ -370,6 +432,64 @@ fn run_app(dirs: AppDirs, model: Option<String>, images: Vec<PathBuf>) -> Result
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window ({e}); the command-line subcommands work without one (see --help)"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn presets(dirs: &AppDirs, action: PresetsAction) -> Result<ExitCode> {
+    use backgrounderase::presets;
+    match action {
+        PresetsAction::List => {
+            let built_in = presets::built_in().len();
+            for (i, preset) in presets::all(&dirs.config)?.iter().enumerate() {
+                let kind = if i < built_in { "built-in" } else { "yours" };
+                println!("{}\n    {} ({kind})", preset.name, preset.summary());
+            }
+        }
+        PresetsAction::Show { name } => {
+            let preset = presets::find(&dirs.config, &name)?;
+            let text = ron::ser::to_string_pretty(&preset, ron::ser::PrettyConfig::default())?;
+            println!("{text}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an export looks like: from `--preset`, or from the options given.
+pub struct ExportSpec {
+    pub format: OutputFormat,
+    pub background: Rgb8,
+    pub jpeg_quality: u8,
+    pub finish: backgrounderase::engine::finish::FinishSettings,
+    pub quality: backgrounderase::engine::quality::Quality,
+    /// The preset's file-name pattern, if a preset was named.
+    pub pattern: Option<String>,
+}
+
+fn export_spec(
+    dirs: &AppDirs,
+    preset: Option<&str>,
+    format: OutputFormat,
+    background: Rgb8,
+    finish: &FinishArgs,
+) -> Result<ExportSpec> {
+    if let Some(name) = preset {
+        let preset = backgrounderase::presets::find(&dirs.config, name)?;
+        return Ok(ExportSpec {
+            format: preset.format,
+            background: preset.background_colour(),
+            jpeg_quality: preset.jpeg_quality.clamp(1, 100),
+            finish: preset.finish,
+            quality: preset.quality,
+            pattern: Some(preset.pattern),
+        });
+    }
+    Ok(ExportSpec {
+        format,
+        background,
+        jpeg_quality: backgrounderase::engine::encode::EncodeOptions::default().jpeg_quality,
+        finish: finish.settings()?,
+        quality: finish.quality,
+        pattern: None,
+    })
 }
 
 fn privacy(dirs: &AppDirs, action: PrivacyAction) -> Result<ExitCode> {

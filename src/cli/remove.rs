@@ -19,16 +19,23 @@ use backgrounderase::paths::AppDirs;
 use super::{EngineArgs, RemoveArgs};
 
 pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
-    let jobs = plan_jobs(&args.inputs, &args.output, args.format)?;
+    let spec = super::export_spec(
+        dirs,
+        args.preset.as_deref(),
+        args.format,
+        args.bg,
+        &args.finish,
+    )?;
+    let jobs = plan_jobs(&args.inputs, &args.output, spec.format)?;
     let mut engine = load_engine(dirs, &args.engine)?;
     let options = PipelineOptions {
         encode: EncodeOptions {
-            format: args.format,
-            background: args.bg,
-            ..Default::default()
+            format: spec.format,
+            background: spec.background,
+            jpeg_quality: spec.jpeg_quality,
         },
-        finish: args.finish.settings()?,
-        quality: args.finish.quality,
+        finish: spec.finish,
+        quality: spec.quality,
         partials: super::partials_journal(dirs),
         ..Default::default()
     };

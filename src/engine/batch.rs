@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::Engine;
 use super::StageTimes;
 use super::decode::IMAGE_EXTENSIONS;
-use super::encode::{OutputFormat, Rgb8};
+use super::encode::{DEFAULT_JPEG_QUALITY, OutputFormat, Rgb8};
 use super::pipeline::{self, Control, Job, Outcome, PipelineOptions};
 use super::review::Review;
 
@@ -101,6 +101,8 @@ pub struct BatchSettings {
     pub mirror: bool,
     pub format: OutputFormat,
     pub background: Rgb8,
+    /// 1–100, for JPEG outputs.
+    pub jpeg_quality: u8,
     /// `{name}` is the input's file name without extension, `{ext}` the
     /// output format's extension: `{name}.{ext}`, `{name}-cutout.png`.
     pub pattern: String,
@@ -126,6 +128,7 @@ impl Default for BatchSettings {
             mirror: true,
             format: OutputFormat::Png,
             background: Rgb8::default(),
+            jpeg_quality: DEFAULT_JPEG_QUALITY,
             pattern: "{name}.{ext}".into(),
             if_exists: IfExists::Skip,
             finish: Default::default(),
@@ -163,7 +166,7 @@ impl BatchSettings {
 
     fn fingerprint(&self) -> String {
         let key = format!(
-            "{}|{}|{:?}|{}|{}{}{}",
+            "{}|{}|{:?}|{}|{}{}{}{}",
             self.model,
             self.format.extension(),
             self.background.0,
@@ -178,6 +181,12 @@ impl BatchSettings {
             match self.quality {
                 super::quality::Quality::Standard => String::new(),
                 other => format!("|{other}"),
+            },
+            // Absent at the default, so earlier manifests stay valid.
+            if self.jpeg_quality == DEFAULT_JPEG_QUALITY || self.format != OutputFormat::Jpeg {
+                String::new()
+            } else {
+                format!("|q{}", self.jpeg_quality)
             }
         );
         let digest = Sha256::digest(key.as_bytes());
@@ -597,7 +606,7 @@ pub fn run(
         encode: super::encode::EncodeOptions {
             format: settings.format,
             background: settings.background,
-            ..Default::default()
+            jpeg_quality: settings.jpeg_quality.clamp(1, 100),
         },
         finish: settings.finish,
         partials: settings.partials.clone(),

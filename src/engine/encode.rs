@@ -98,6 +98,9 @@ impl fmt::Display for Rgb8 {
     }
 }
 
+/// JPEG quality when none is chosen.
+pub const DEFAULT_JPEG_QUALITY: u8 = 92;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeOptions {
     pub format: OutputFormat,
@@ -110,7 +113,7 @@ impl Default for EncodeOptions {
         Self {
             format: OutputFormat::Png,
             background: Rgb8::default(),
-            jpeg_quality: 92,
+            jpeg_quality: DEFAULT_JPEG_QUALITY,
         }
     }
 }
