@@ -237,6 +237,10 @@ impl DesktopApp {
         egui::Panel::right("inspector")
             .default_size(SIDE_PANEL_WIDTH)
             .show(ui, |ui| {
+                // Export stays in view whatever the settings above it take.
+                egui::Panel::bottom("export")
+                    .frame(egui::Frame::NONE.inner_margin(egui::Margin::symmetric(0, 6)))
+                    .show(ui, |ui| self.export_footer(ui));
                 egui::ScrollArea::vertical().show(ui, |ui| self.inspector(ui));
             });
     }
@@ -307,9 +311,13 @@ impl DesktopApp {
         if action != editor::EditAction::None {
             self.send(Command::Edit(action));
         }
-        ui.add_space(8.0);
+    }
+
+    /// The export format and the Export / Copy buttons, pinned under the
+    /// inspector.
+    fn export_footer(&mut self, ui: &mut egui::Ui) {
         editor::format_choice(ui, "Export format", &mut self.format);
-        ui.add_space(8.0);
+        ui.add_space(6.0);
         self.export_buttons(ui);
     }
 
