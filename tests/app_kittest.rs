@@ -957,6 +957,48 @@ fn the_window_export_keeps_the_photos_colour_profile() {
     }
 }
 
+/// Export presets in the inspector: choosing the built-in marketplace spec
+/// sets the format, background and layout; the current settings saved
+/// under a name land in `presets.ron` (settings only) and are offered next.
+#[test]
+fn presets_are_chosen_and_saved_in_the_inspector() {
+    use backgrounderase::engine::layout::Canvas;
+    let (home, dirs) = fresh_profile();
+    let mut harness = harness_for(&dirs);
+    harness.get_by_label("Preset").click();
+    harness.run_steps(2);
+    harness
+        .get_by_label("Marketplace: white, square 2000 px, subject fills 85 %")
+        .click();
+    harness.run_steps(2);
+    let app = harness.state();
+    assert_eq!(app.format, OutputFormat::Jpeg);
+    assert_eq!(app.view.background, Background::Colour([255, 255, 255]));
+    assert_eq!(app.finish.layout.canvas, Canvas::Size(2000, 2000));
+    assert_eq!(app.finish.layout.subject_fill, Some(85.0));
+
+    harness.get_by_label("Save…").click();
+    harness.run_steps(2);
+    let name_field = harness.get_by_role(egui::accesskit::Role::TextInput);
+    name_field.focus();
+    name_field.type_text("Shop square");
+    harness.run_steps(2);
+    harness.get_by_label("Save as preset").click();
+    harness.step();
+    step_until(&mut harness, "the saved preset", |app| {
+        app.presets.iter().any(|p| p.name == "Shop square")
+    });
+    let text = std::fs::read_to_string(dirs.config.join("presets.ron")).unwrap();
+    assert!(
+        text.contains("Shop square") && text.contains("Size(2000, 2000)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(home.path().to_str().unwrap()),
+        "no paths: {text}"
+    );
+}
+
 /// The editor: paint a stroke with the restore brush, undo it (Ctrl/Cmd+Z:
 /// the mask is back bit for bit), redo it (Shift+Ctrl/Cmd+Z); the export
 /// carries the stroke; then the 1:1 canvas preset changes the exported size.

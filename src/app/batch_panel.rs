@@ -15,6 +15,7 @@ use crate::engine::batch::{
 use crate::engine::encode::OutputFormat;
 use crate::engine::quality::Quality;
 use crate::engine::review::{NEEDS_REVIEW_BELOW, Review};
+use crate::presets::Preset;
 
 use super::QUALITY_HINT;
 
@@ -190,6 +191,8 @@ pub enum BatchAction {
     OpenOutput(PathBuf),
     /// Open this input in the editor, to touch up its mask.
     OpenForReview(PathBuf),
+    /// Take the export settings of the app's `presets[index]`.
+    ApplyPreset(usize),
 }
 
 fn folder_label(folder: &Option<PathBuf>) -> String {
@@ -208,7 +211,7 @@ fn format_duration(d: Duration) -> String {
 }
 
 impl BatchPanel {
-    pub fn ui(&mut self, ui: &mut egui::Ui) -> BatchAction {
+    pub fn ui(&mut self, ui: &mut egui::Ui, presets: &[Preset]) -> BatchAction {
         let mut action = BatchAction::None;
         let running = self.run.as_ref().is_some_and(|r| !r.is_finished());
         ui.heading("Batch export");
@@ -236,7 +239,12 @@ impl BatchPanel {
                 ui.end_row();
             });
         ui.add_space(8.0);
-        ui.add_enabled_ui(!running, |ui| self.options_ui(ui));
+        ui.add_enabled_ui(!running, |ui| {
+            if let Some(index) = preset_choice(ui, presets) {
+                action = BatchAction::ApplyPreset(index);
+            }
+            self.options_ui(ui);
+        });
         ui.add_space(8.0);
 
         let ready = self.input.is_some() && self.output.is_some();
@@ -401,6 +409,26 @@ impl BatchPanel {
             });
         action
     }
+}
+
+/// The export presets, one click to take one (format, background, pattern,
+/// quality here; edges and layout in the inspector, which the batch uses).
+fn preset_choice(ui: &mut egui::Ui, presets: &[Preset]) -> Option<usize> {
+    let mut chosen = None;
+    egui::ComboBox::from_label("Preset")
+        .selected_text("Choose…")
+        .show_ui(ui, |ui| {
+            for (index, preset) in presets.iter().enumerate() {
+                if ui
+                    .selectable_label(false, &preset.name)
+                    .on_hover_text(preset.summary())
+                    .clicked()
+                {
+                    chosen = Some(index);
+                }
+            }
+        });
+    chosen
 }
 
 /// "Needs review (N)": the least sure masks first, each one click from the

@@ -40,6 +40,10 @@ pub enum Command {
     PurgeAll,
     ShowPage(Page),
     DismissNotice(usize),
+    /// Take the export settings of `presets[index]`.
+    ApplyPreset(usize),
+    /// Save the current export settings as a preset of this name.
+    SavePreset(String),
 }
 
 impl DesktopApp {
@@ -78,6 +82,8 @@ impl DesktopApp {
             Command::SetConsent(on) => self.set_consent(on),
             Command::PurgeAll => self.purge_all(),
             Command::ShowPage(page) => self.page = page,
+            Command::ApplyPreset(index) => self.apply_preset(index),
+            Command::SavePreset(name) => self.save_preset(name),
             Command::DismissNotice(index) => {
                 if index < self.notices.len() {
                     self.notices.remove(index);

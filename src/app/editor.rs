@@ -178,9 +178,11 @@ pub fn editor_ui(
                 ui.selectable_value(&mut layout.canvas, canvas, label);
             }
         });
+    // Subject fill and maximum size share a row, so the inspector stays
+    // short enough that the canvas choice is in view at 800 px.
     ui.horizontal(|ui| {
         let mut fill = layout.subject_fill.is_some();
-        ui.checkbox(&mut fill, "Subject fills")
+        ui.checkbox(&mut fill, "Fill")
             .on_hover_text("The subject's longer extent as a share of the canvas, centred (replaces the crop margin)");
         if fill {
             let mut percent = layout.subject_fill.unwrap_or(85.0);
@@ -193,10 +195,8 @@ pub fn editor_ui(
         } else {
             layout.subject_fill = None;
         }
-    });
-    ui.horizontal(|ui| {
         let mut capped = layout.max_side.is_some();
-        ui.checkbox(&mut capped, "Max size").on_hover_text(
+        ui.checkbox(&mut capped, "Max").on_hover_text(
             "Scale the export down so that its longest side is at most this many pixels",
         );
         if capped {

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::Notice;
 use super::batch_panel::{self, BatchAction, BatchRun};
 use super::dialogs::{Answerer, DialogAnswer, DialogKind, DialogPurpose, DialogRequest};
 use super::editor::EditAction;
 use super::models_page::ModelsAction;
+use super::tasks::TaskResult;
 use super::worker::{ImageId, ImageSource};
 use super::{DesktopApp, EngineStatus, Page, Status, display_name, expand_folders, spawn_worker};
 
@@ -51,6 +53,7 @@ impl DesktopApp {
                 .filter("CSV", &["csv"]),
             ),
             BatchAction::OpenForReview(input) => self.open_for_review(input),
+            BatchAction::ApplyPreset(index) => self.apply_preset(index),
             BatchAction::OpenOutput(folder) => {
                 if let Err(e) = batch_panel::open_folder(&folder) {
                     self.notify(
@@ -60,6 +63,76 @@ impl DesktopApp {
                 }
             }
         }
+    }
+
+    /// Takes a preset's export settings: format, background, edges and
+    /// layout for the inspector, and format, background, JPEG quality,
+    /// pattern and quality pass for the Batch page.
+    pub(super) fn apply_preset(&mut self, index: usize) {
+        let Some(preset) = self.presets.get(index).cloned() else {
+            return;
+        };
+        self.format = preset.format;
+        self.view.background = match preset.background {
+            Some(colour) => crate::composite::Background::Colour(colour.0),
+            None => crate::composite::Background::Transparent,
+        };
+        self.finish = preset.finish;
+        let batch = &mut self.batch.settings;
+        batch.format = preset.format;
+        batch.background = preset.background_colour();
+        batch.jpeg_quality = preset.jpeg_quality;
+        batch.pattern = preset.pattern.clone();
+        batch.quality = preset.quality;
+        let best = preset.quality == crate::engine::quality::Quality::Best;
+        if best != self.best_quality() {
+            self.set_best_quality(best);
+        }
+        self.edit(EditAction::SettingsChanged);
+        self.notify(format!("preset: {}", preset.name), false);
+    }
+
+    /// Saves the current export settings as a preset (off the UI thread),
+    /// then reads every preset again.
+    pub(super) fn save_preset(&mut self, name: String) {
+        let background = match &self.view.background {
+            crate::composite::Background::Colour(rgb) => Some(crate::engine::encode::Rgb8(*rgb)),
+            _ => None,
+        };
+        let quality = if self.best_quality() {
+            crate::engine::quality::Quality::Best
+        } else {
+            crate::engine::quality::Quality::Standard
+        };
+        let preset = crate::presets::Preset {
+            name: name.trim().to_string(),
+            format: self.format,
+            jpeg_quality: self.batch.settings.jpeg_quality,
+            background,
+            finish: self.finish,
+            quality,
+            pattern: self.batch.settings.pattern.clone(),
+        };
+        let config = self.dirs.config.clone();
+        self.spawn_task(move || {
+            let name = preset.name.clone();
+            match crate::presets::save_as(&config, preset) {
+                Ok(()) => {
+                    let mut results = vec![TaskResult::Notice(Notice {
+                        text: format!("saved preset {name}"),
+                        is_error: false,
+                    })];
+                    if let Ok(all) = crate::presets::all(&config) {
+                        results.push(TaskResult::Presets(all));
+                    }
+                    results
+                }
+                Err(e) => vec![TaskResult::Notice(Notice {
+                    text: e.to_string(),
+                    is_error: true,
+                })],
+            }
+        });
     }
 
     /// Shows `input` in the editor: selects it when it is open already,

@@ -197,6 +197,11 @@ pub struct DesktopApp {
     pub batch: BatchPanel,
     /// A copy is being rendered (one at a time).
     pub copying: bool,
+    /// The built-in export presets, then the user's (`presets.ron`).
+    pub presets: Vec<crate::presets::Preset>,
+    /// The name typed for "Save as preset", and whether its field shows.
+    pub preset_name: String,
+    naming_preset: bool,
     confirm_delete: bool,
     custom_form: models_page::CustomForm,
     next_picture_key: u64,
@@ -290,6 +295,13 @@ impl DesktopApp {
             }
             None => (None, None),
         };
+        let presets = crate::presets::all(&dirs.config).unwrap_or_else(|e| {
+            notices.push(Notice {
+                text: format!("{e}; only the built-in presets are offered"),
+                is_error: true,
+            });
+            crate::presets::built_in()
+        });
         let mut app = Self {
             page: prefs.page,
             model,
@@ -305,6 +317,9 @@ impl DesktopApp {
             preview_model_ready: false,
             batch: BatchPanel::default(),
             copying: false,
+            presets,
+            preset_name: String::new(),
+            naming_preset: false,
             confirm_delete: false,
             custom_form: Default::default(),
             next_picture_key: 1,

@@ -288,6 +288,8 @@ impl DesktopApp {
         ui.add_space(12.0);
         ui.heading("Result");
         ui.add_space(4.0);
+        self.preset_choice(ui);
+        ui.add_space(4.0);
         ui.label("Background");
         if canvas::background_picker(ui, &mut self.view.background)
             == BackgroundAction::ChoosePicture
@@ -319,6 +321,55 @@ impl DesktopApp {
         editor::format_choice(ui, "Export format", &mut self.format);
         ui.add_space(6.0);
         self.export_buttons(ui);
+    }
+
+    /// Choose an export preset, or save the current settings as one.
+    pub(super) fn preset_choice(&mut self, ui: &mut egui::Ui) {
+        let mut chosen = None;
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("Preset")
+                .selected_text("Choose…")
+                .width(90.0)
+                .show_ui(ui, |ui| {
+                    for (index, preset) in self.presets.iter().enumerate() {
+                        if ui
+                            .selectable_label(false, &preset.name)
+                            .on_hover_text(preset.summary())
+                            .clicked()
+                        {
+                            chosen = Some(index);
+                        }
+                    }
+                });
+            ui.toggle_value(&mut self.naming_preset, "Save…")
+                .on_hover_text("Save the current export settings as a preset");
+        });
+        if let Some(index) = chosen {
+            self.send(Command::ApplyPreset(index));
+        }
+        // The name field shows only while saving, to keep the inspector short.
+        if !self.naming_preset {
+            return;
+        }
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut self.preset_name)
+                    .hint_text("preset name")
+                    .desired_width(110.0),
+            );
+            let name = self.preset_name.trim().to_string();
+            if ui
+                .add_enabled(!name.is_empty(), egui::Button::new("Save as preset"))
+                .on_hover_text(
+                    "Keep these export settings under this name (settings only, no image names)",
+                )
+                .clicked()
+            {
+                self.send(Command::SavePreset(name));
+                self.preset_name.clear();
+                self.naming_preset = false;
+            }
+        });
     }
 
     fn model_choice(&mut self, ui: &mut egui::Ui) {
@@ -429,7 +480,7 @@ impl DesktopApp {
     }
 
     fn batch_page(&mut self, ui: &mut egui::Ui) {
-        let action = self.batch.ui(ui);
+        let action = self.batch.ui(ui, &self.presets);
         if action != batch_panel::BatchAction::None {
             self.send(Command::Batch(action));
         }

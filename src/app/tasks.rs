@@ -29,6 +29,8 @@ pub(super) enum TaskResult {
         final_mask: Arc<GrayImage>,
     },
     Picture(Result<RgbaImage, String>),
+    /// Every preset, read again after one was saved.
+    Presets(Vec<crate::presets::Preset>),
     /// The finished cut-out to put on the clipboard.
     CopyReady {
         id: ImageId,
@@ -46,7 +48,7 @@ pub(super) enum TaskResult {
 
 impl DesktopApp {
     /// Runs `task` on a thread of its own; its result wakes the window.
-    fn spawn_task(&self, task: impl FnOnce() -> Vec<TaskResult> + Send + 'static) {
+    pub(super) fn spawn_task(&self, task: impl FnOnce() -> Vec<TaskResult> + Send + 'static) {
         let (tx, ctx) = (self.tasks_tx.clone(), self.ctx.clone());
         std::thread::spawn(move || {
             for result in task() {
@@ -259,6 +261,7 @@ impl DesktopApp {
             match result {
                 TaskResult::Notice(notice) => self.notices.push(notice),
                 TaskResult::Delivered { id, final_mask } => self.delivered(id, final_mask),
+                TaskResult::Presets(presets) => self.presets = presets,
                 TaskResult::CopyReady { id, result } => self.finish_copy(id, result),
                 TaskResult::PreviewMask {
                     id,
