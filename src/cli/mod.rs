@@ -66,7 +66,7 @@ pub enum PresetsAction {
 }
 
 /// The options a preset sets, which cannot be given with `--preset`
-/// (`batch` also has `--pattern`).
+/// (`batch`'s `--pattern` names the conflict itself, as `remove` has none).
 const PRESET_SETS: [&str; 11] = [
     "format",
     "bg",
@@ -79,20 +79,6 @@ const PRESET_SETS: [&str; 11] = [
     "max_size",
     "shadow",
     "quality",
-];
-const PRESET_SETS_BATCH: [&str; 12] = [
-    "format",
-    "bg",
-    "shift",
-    "feather",
-    "no_despill",
-    "crop_margin",
-    "canvas",
-    "subject_fill",
-    "max_size",
-    "shadow",
-    "quality",
-    "pattern",
 ];
 
 #[derive(Debug, Subcommand)]
@@ -308,7 +294,7 @@ pub struct BatchArgs {
     #[arg(long, default_value = "#ffffff")]
     pub bg: Rgb8,
     /// Output file name: {name} is the input's name without extension, {ext} the format's.
-    #[arg(long, default_value = "{name}.{ext}")]
+    #[arg(long, default_value = "{name}.{ext}", conflicts_with = "preset")]
     pub pattern: String,
     /// When an output file already exists: skip, overwrite or keep-both.
     #[arg(long, default_value = "skip")]
@@ -333,7 +319,7 @@ pub struct BatchArgs {
     #[arg(
         long,
         value_name = "NAME",
-        conflicts_with_all = PRESET_SETS_BATCH
+        conflicts_with_all = PRESET_SETS
     )]
     pub preset: Option<String>,
     #[command(flatten)]
