@@ -2,6 +2,7 @@
 //! a progress bar (images per minute, ETA), a failure report and a manifest
 //! that lets a re-run resume.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use backgrounderase::paths::AppDirs;
 use super::BatchArgs;
 use super::remove::load_engine;
 
-pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
+/// The batch settings `args` ask for, with the engine's model.
+pub(super) fn settings(dirs: &AppDirs, args: &BatchArgs, model: &str) -> Result<BatchSettings> {
     let spec = super::export_spec(
         dirs,
         args.preset.as_deref(),
@@ -24,8 +26,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         args.bg,
         &args.finish,
     )?;
-    let mut engine = load_engine(dirs, &args.engine)?;
-    let settings = BatchSettings {
+    Ok(BatchSettings {
         include_subfolders: !args.no_subfolders,
         mirror: !args.flatten,
         format: spec.format,
@@ -33,13 +34,20 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         jpeg_quality: spec.jpeg_quality,
         pattern: spec.pattern.clone().unwrap_or_else(|| args.pattern.clone()),
         if_exists: args.if_exists,
-        model: engine.model.id.clone(),
+        model: model.to_string(),
         finish: spec.finish,
         quality: spec.quality,
         // Brush strokes live in the app's editor; the CLI has none.
         edits: Default::default(),
         partials: super::partials_journal(dirs),
-    };
+    })
+}
+
+pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
+    // Settings first: a bad preset is reported before the model loads.
+    settings(dirs, &args, "")?;
+    let mut engine = load_engine(dirs, &args.engine)?;
+    let settings = settings(dirs, &args, &engine.model.id)?;
     let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
     let skipped = plan.skipped_summary();
     eprintln!(
@@ -112,12 +120,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         args.output.display()
     );
     if let Some(csv) = &args.failures_csv {
-        backgrounderase::fsutil::write_atomically(
-            csv,
-            batch::failures_csv(&summary.failures).as_bytes(),
-            backgrounderase::fsutil::Access::Shared,
-        )
-        .with_context(|| format!("cannot write the failure report: {}", csv.display()))?;
+        write_report(csv, &batch::failures_csv(&summary.failures), "failure")?;
     }
     let mut reviews = plan.reviewed_earlier.clone();
     reviews.extend(summary.reviews.iter().cloned());
@@ -134,12 +137,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
         );
     }
     if let Some(csv) = &args.review_csv {
-        backgrounderase::fsutil::write_atomically(
-            csv,
-            batch::review_csv(&reviews).as_bytes(),
-            backgrounderase::fsutil::Access::Shared,
-        )
-        .with_context(|| format!("cannot write the review report: {}", csv.display()))?;
+        write_report(csv, &batch::review_csv(&reviews), "review")?;
     }
     if args.stats {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -163,6 +161,15 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+pub(super) fn write_report(path: &Path, csv: &str, what: &str) -> Result<()> {
+    backgrounderase::fsutil::write_atomically(
+        path,
+        csv.as_bytes(),
+        backgrounderase::fsutil::Access::Shared,
+    )
+    .with_context(|| format!("cannot write the {what} report: {}", path.display()))
 }
 
 /// Peak resident memory of this process (Linux: VmHWM), in KiB.

@@ -2,6 +2,7 @@
 
 mod batch;
 mod remove;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Remove the backgrounds of a whole folder tree (resumable, shardable).
     Batch(BatchArgs),
+    /// Keep a folder watched: images that arrive are processed once fully
+    /// written, like `batch` (same options, manifest and names).
+    Watch(WatchArgs),
     /// The model catalog: list, download, import, remove.
     Models {
         #[command(subcommand)]
@@ -329,6 +333,31 @@ pub struct BatchArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// Seconds a file must stay unchanged before it is read, so that a copy
+    /// in progress is never read half-way.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_seconds)]
+    pub settle: f64,
+    /// Seconds between full looks at the folder; change notifications wake
+    /// it sooner (this catches what they miss, e.g. on network shares).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_seconds)]
+    pub rescan: f64,
+    /// Print counts only, never file names (for a service whose log is kept
+    /// longer than 24 hours, such as the systemd journal).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('s').parse::<f64>() {
+        Ok(v) if (0.1..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{text}': write 0.1 to 86400 (seconds)")),
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct SetupArgs {
     /// Models to install (default: the catalog's default model).
     #[arg(long = "model")]
@@ -351,6 +380,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         None => run_app(dirs, cli.model, cli.images),
         Some(Command::Remove(args)) => remove::run(&dirs, args),
         Some(Command::Batch(args)) => batch::run(&dirs, args),
+        Some(Command::Watch(args)) => watch::run(&dirs, args),
         Some(Command::Models { action }) => match action.unwrap_or(ModelsAction::List) {
             ModelsAction::List => models(&dirs),
             action => models_action(&dirs, action),

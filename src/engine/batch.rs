@@ -361,7 +361,8 @@ pub fn plan(
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as i128);
-        if let Some(done) = manifest.get(&input_key(&relative))
+        let previous = manifest.get(&input_key(&relative));
+        if let Some(done) = previous
             && done.size == size
             && done.mtime_ns == mtime_ns
             && done.settings == settings.job_fingerprint(&input)
@@ -387,10 +388,14 @@ pub fn plan(
         // Two inputs of this batch with one name (flattened folders):
         // number the later ones rather than lose one.
         let exists = |p: &Path| p.exists() || taken.contains(p);
-        if taken.contains(&output) || (settings.if_exists == IfExists::KeepBoth && exists(&output))
+        // This input's own earlier result (the input or the settings have
+        // changed since): replaced, whatever the policy for other files.
+        let own_earlier = previous.is_some_and(|done| output_dir.join(&done.output) == output);
+        if taken.contains(&output)
+            || (settings.if_exists == IfExists::KeepBoth && exists(&output) && !own_earlier)
         {
             output = numbered(&folder, &name, exists);
-        } else if output.exists() && settings.if_exists == IfExists::Skip {
+        } else if output.exists() && settings.if_exists == IfExists::Skip && !own_earlier {
             if mine {
                 plan.skipped_existing += 1;
             }
@@ -979,6 +984,51 @@ mod tests {
         );
         s.pattern = "cutout.png".into();
         assert!(plan(input.path(), out.path(), &s, None).is_err());
+    }
+
+    #[test]
+    fn a_changed_input_replaces_its_own_earlier_output_under_every_policy() {
+        let input = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        touch(input.path(), "shoe.jpg");
+        touch(out.path(), "shoe.png");
+        let s = settings();
+        let first = plan(input.path(), out.path(), &s, None).unwrap();
+        assert_eq!(
+            first.skipped_existing, 1,
+            "someone else's file is left alone"
+        );
+        // Say an earlier run made it, then the photo is replaced.
+        let job = PlannedJob {
+            input: input.path().join("shoe.jpg"),
+            relative: "shoe.jpg".into(),
+            output: out.path().join("shoe.png"),
+            size: 0,
+            mtime_ns: 0,
+        };
+        record_done(
+            out.path(),
+            &job,
+            &s.fingerprint(),
+            &Review {
+                score: 90,
+                reasons: Vec::new(),
+            },
+        )
+        .unwrap();
+        for policy in [IfExists::Skip, IfExists::KeepBoth, IfExists::Overwrite] {
+            let s = BatchSettings {
+                if_exists: policy,
+                ..settings()
+            };
+            let again = plan(input.path(), out.path(), &s, None).unwrap();
+            assert_eq!(again.jobs.len(), 1, "{policy:?}");
+            assert_eq!(
+                again.jobs[0].output,
+                out.path().join("shoe.png"),
+                "{policy:?}"
+            );
+        }
     }
 
     #[test]

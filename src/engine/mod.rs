@@ -15,6 +15,7 @@ pub mod refine;
 pub mod review;
 pub mod runtime;
 pub mod upcast;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
