@@ -1621,3 +1621,93 @@ fn the_window_settings_survive_a_restart_and_hold_nothing_of_the_images() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// "Keep watching" on the Batch page: what is in the folder is done, then
+/// a photo copied in later is done too, once fully written; the page says
+/// it is watching until told to stop.
+#[test]
+fn keep_watching_processes_images_that_arrive_later() {
+    use backgrounderase::app::Page;
+    let (_home, mut harness) = app_harness();
+    let root = tempfile::tempdir().unwrap();
+    let input = root.path().join("hot");
+    let output = root.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(fixture("photos/coffee.jpg"), input.join("first.jpg")).unwrap();
+    harness.get_by_label("Batch").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().page, Page::Batch);
+    harness.state_mut().batch.input = Some(input.clone());
+    harness.state_mut().batch.output = Some(output.clone());
+    harness.step();
+    harness.get_by_label("Keep watching").click();
+    harness.step();
+    harness.get_by_label("Start").click();
+    harness.step();
+    step_until(&mut harness, "the first image", |_| {
+        output.join("first.png").is_file()
+    });
+    harness.get_by_label_contains("Watching ");
+
+    // Written in two halves a second apart: read only once complete.
+    let photo = std::fs::read(fixture("photos/chelsea.jpg")).unwrap();
+    let (head, tail) = photo.split_at(photo.len() / 2);
+    std::fs::write(input.join("later.jpg"), head).unwrap();
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(input.join("later.jpg"))
+        .unwrap();
+    std::io::Write::write_all(&mut file, tail).unwrap();
+    drop(file);
+    step_until(&mut harness, "the image that arrived later", |app| {
+        output.join("later.png").is_file()
+            && app.batch.run.as_ref().is_some_and(|r| r.is_finished())
+    });
+    let run = harness.state().batch.run.as_ref().unwrap();
+    assert!(run.failures.is_empty(), "{:?}", run.failures);
+    let cutout = image::open(output.join("later.png")).unwrap();
+    assert_eq!(
+        (cutout.width(), cutout.height()),
+        image::image_dimensions(fixture("photos/chelsea.jpg")).unwrap()
+    );
+    harness.step();
+    harness.get_by_label_contains("2 done so far");
+
+    harness.get_by_label("Stop watching").click();
+    harness.run_steps(2);
+    assert!(harness.state().batch.watch.is_none());
+    harness.get_by_label("Start");
+}
+
+/// The Batch page's Preset chooser sets the batch's format, background,
+/// JPEG quality and pattern (and, as everywhere, the edges and layout the
+/// batch takes from the inspector).
+#[test]
+fn the_batch_pages_preset_chooser_sets_the_batch_spec() {
+    use backgrounderase::app::Page;
+    use backgrounderase::engine::encode::Rgb8;
+    use backgrounderase::engine::layout::Canvas;
+    let (_home, mut harness) = app_harness();
+    harness.get_by_label("Batch").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().page, Page::Batch);
+    assert_eq!(harness.state().batch.settings.format, OutputFormat::Png);
+    harness.get_by_label("Preset").click();
+    harness.run_steps(2);
+    harness.get_by_label("Social 4:5 1080×1350").click();
+    harness.run_steps(2);
+    let app = harness.state();
+    let batch = &app.batch.settings;
+    assert_eq!(batch.format, OutputFormat::Jpeg);
+    assert_eq!(batch.background, Rgb8([255, 255, 255]));
+    assert_eq!(batch.jpeg_quality, 90);
+    assert_eq!(batch.pattern, "{name}.{ext}");
+    assert_eq!(app.finish.layout.canvas, Canvas::Size(1080, 1350));
+    assert_eq!(app.finish.layout.subject_fill, Some(80.0));
+    assert!(app.finish.layout.shadow.is_some());
+}

@@ -285,3 +285,80 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The README's systemd user service passes systemd's own checks, and its
+/// command line, run as written, makes a hot folder work.
+#[test]
+fn the_example_user_service_is_valid_and_its_command_works() {
+    let unit = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("packaging/examples/backgrounderase-watch.service"),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let units = home.path().join(".config/systemd/user");
+    fs::create_dir_all(&units).unwrap();
+    let bin = env!("CARGO_BIN_EXE_backgrounderase");
+    let service = units.join("backgrounderase-watch.service");
+    fs::write(&service, unit.replace("/usr/bin/backgrounderase", bin)).unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--user"])
+        .arg(&service)
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .env("HOME", home.path())
+        .output()
+        .expect("systemd-analyze is required (Debian package systemd)");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // Its ExecStartPre and ExecStart, with %h expanded.
+    let command = |key: &str| -> Vec<String> {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap()
+            .replace("%h", &home.path().to_string_lossy())
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let pre = command("ExecStartPre=");
+    assert!(
+        Command::new(&pre[0])
+            .args(&pre[1..])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = command("ExecStart=");
+    assert_eq!(start[0], "/usr/bin/backgrounderase");
+    let hot = home.path().join("HotFolder");
+    fs::copy(fixture("photos/coffee.jpg"), hot.join("in/cup.jpg")).unwrap();
+    let mut child = Command::new(bin)
+        .args(&start[1..])
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("BACKGROUNDERASE_HOME")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let result = hot.join("out/cup.jpg");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !result.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("exited {status}: {err}");
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The marketplace preset: a 2000×2000 JPEG on white.
+    let image = image::open(&result).unwrap();
+    assert_eq!((image.width(), image.height()), (2000, 2000));
+    assert_eq!(image.to_rgb8().get_pixel(5, 5).0, [255, 255, 255]);
+}

@@ -3,6 +3,7 @@
 //! the failure report. The batch itself runs on its own thread
 //! ([`BatchHandle`]); this module only shows its state and sends commands.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use crate::engine::batch::{
 use crate::engine::encode::OutputFormat;
 use crate::engine::quality::Quality;
 use crate::engine::review::{NEEDS_REVIEW_BELOW, Review};
+use crate::engine::watch::WatchHandle;
 use crate::presets::Preset;
 
 use super::QUALITY_HINT;
@@ -106,19 +108,27 @@ impl BatchRun {
         }
     }
 
-    /// The images to look at, least sure first: `(input, relative, review)`.
-    pub fn needs_review(&self) -> Vec<(&Path, &Path, &Review)> {
+    /// The images to look at, least sure first: `(input, relative, review)`,
+    /// those of this run and those an earlier run (or an earlier round of a
+    /// watched folder) did in `input_folder`.
+    pub fn needs_review(&self, input_folder: &Path) -> Vec<(PathBuf, &Path, &Review)> {
         let Some(plan) = &self.plan else {
             return Vec::new();
         };
+        let earlier = plan
+            .reviewed_earlier
+            .iter()
+            .filter(|(_, r)| r.needs_review())
+            .map(|(relative, r)| (input_folder.join(relative), relative.as_path(), r));
         let mut list: Vec<_> = self
             .reviews
             .iter()
             .filter(|(_, r)| r.needs_review())
             .filter_map(|(index, r)| {
                 let job = plan.jobs.get(*index)?;
-                Some((job.input.as_path(), job.relative.as_path(), r))
+                Some((job.input.clone(), job.relative.as_path(), r))
             })
+            .chain(earlier)
             .collect();
         list.sort_by(|a, b| a.2.score.cmp(&b.2.score).then_with(|| a.1.cmp(b.1)));
         list
@@ -175,6 +185,14 @@ pub struct BatchPanel {
     pub output: Option<PathBuf>,
     pub settings: BatchSettings,
     pub run: Option<BatchRun>,
+    /// "Keep watching": Start watches the input folder instead of running once.
+    pub keep_watching: bool,
+    /// The watch on the input folder, while it runs.
+    pub watch: Option<WatchHandle>,
+    /// Files the watch found that wait for the run in progress to finish.
+    pub arrived: BTreeSet<PathBuf>,
+    /// Images done by the finished runs of this watch.
+    pub watched_done: usize,
 }
 
 /// What the panel asks of the app.
@@ -193,6 +211,8 @@ pub enum BatchAction {
     OpenForReview(PathBuf),
     /// Take the export settings of the app's `presets[index]`.
     ApplyPreset(usize),
+    /// End "Keep watching" (a run in progress finishes).
+    StopWatching,
 }
 
 fn folder_label(folder: &Option<PathBuf>) -> String {
@@ -213,7 +233,9 @@ fn format_duration(d: Duration) -> String {
 impl BatchPanel {
     pub fn ui(&mut self, ui: &mut egui::Ui, presets: &[Preset]) -> BatchAction {
         let mut action = BatchAction::None;
-        let running = self.run.as_ref().is_some_and(|r| !r.is_finished());
+        let watching = self.watch.is_some();
+        // Folders and options stay as they are while a run or a watch uses them.
+        let running = self.run.as_ref().is_some_and(|r| !r.is_finished()) || watching;
         ui.heading("Batch export");
         ui.label("Remove the backgrounds of a whole folder. Drop a folder here or choose one.");
         ui.add_space(8.0);
@@ -249,13 +271,25 @@ impl BatchPanel {
 
         let ready = self.input.is_some() && self.output.is_some();
         ui.horizontal(|ui| {
-            if ui
+            if watching {
+                if ui.button("Stop watching").clicked() {
+                    action = BatchAction::StopWatching;
+                }
+            } else if ui
                 .add_enabled(ready && !running, egui::Button::new("Start"))
                 .on_disabled_hover_text("Choose an input and an output folder first")
                 .clicked()
             {
                 action = BatchAction::Start;
             }
+            ui.add_enabled(
+                !running,
+                egui::Checkbox::new(&mut self.keep_watching, "Keep watching"),
+            )
+            .on_hover_text(
+                "Go on after the folder is done: images that arrive in it later (or change) are \
+                 processed too, each once it is fully copied",
+            );
             if let Some(run) = self.run.as_mut().filter(|r| !r.is_finished()) {
                 let label = if run.paused { "Resume" } else { "Pause" };
                 if ui.button(label).clicked() {
@@ -264,9 +298,23 @@ impl BatchPanel {
                 }
                 if ui.button("Cancel").clicked() {
                     run.cancel();
+                    if watching {
+                        action = BatchAction::StopWatching;
+                    }
                 }
             }
         });
+        if watching && let Some(input) = &self.input {
+            ui.add_space(6.0);
+            ui.horizontal(|ui| {
+                super::busy::busy_mark(ui, "watching");
+                let done = self.watched_done + self.run.as_ref().map_or(0, |r| r.done);
+                ui.label(format!(
+                    "Watching {}: {done} done so far; new images are processed once fully copied",
+                    input.display()
+                ));
+            });
+        }
         if let Some(run) = &self.run {
             ui.add_space(8.0);
             if let Some(a) = self.progress_ui(ui, run) {
@@ -385,7 +433,8 @@ impl BatchPanel {
             }
         }
         if run.summary.is_some()
-            && let Some(a) = review_ui(ui, run)
+            && let Some(input) = &self.input
+            && let Some(a) = review_ui(ui, run, input)
         {
             action = Some(a);
         }
@@ -433,9 +482,9 @@ fn preset_choice(ui: &mut egui::Ui, presets: &[Preset]) -> Option<usize> {
 
 /// "Needs review (N)": the least sure masks first, each one click from the
 /// editor.
-fn review_ui(ui: &mut egui::Ui, run: &BatchRun) -> Option<BatchAction> {
+fn review_ui(ui: &mut egui::Ui, run: &BatchRun, input: &Path) -> Option<BatchAction> {
     let mut action = None;
-    let list = run.needs_review();
+    let list = run.needs_review(input);
     ui.add_space(6.0);
     ui.horizontal(|ui| {
         ui.label(RichText::new(format!("Needs review ({})", list.len())).strong())
@@ -464,7 +513,7 @@ fn review_ui(ui: &mut egui::Ui, run: &BatchRun) -> Option<BatchAction> {
                         .on_hover_text(super::workspace::review_hover(review))
                         .clicked()
                     {
-                        action = Some(BatchAction::OpenForReview(input.to_path_buf()));
+                        action = Some(BatchAction::OpenForReview(input.clone()));
                     }
                     ui.weak(review.reasons_text());
                 });

@@ -19,6 +19,7 @@ impl DesktopApp {
         if let Some(run) = &mut self.batch.run {
             run.update();
         }
+        self.run_watched_arrivals();
         for event in self.worker.poll() {
             self.apply_worker_event(event);
         }

@@ -54,6 +54,10 @@ impl DesktopApp {
             ),
             BatchAction::OpenForReview(input) => self.open_for_review(input),
             BatchAction::ApplyPreset(index) => self.apply_preset(index),
+            BatchAction::StopWatching => {
+                self.batch.watch = None;
+                self.batch.arrived.clear();
+            }
             BatchAction::OpenOutput(folder) => {
                 if let Err(e) = batch_panel::open_folder(&folder) {
                     self.notify(
@@ -155,15 +159,21 @@ impl DesktopApp {
         self.page = Page::Workspace;
     }
 
-    /// Starts the batch panel's batch on its own thread.
+    /// Starts the batch panel's batch on its own thread, or with "Keep
+    /// watching" on, the watch that starts one whenever images arrive.
     pub fn start_batch(&mut self) {
-        let (Some(input), Some(output)) = (self.batch.input.clone(), self.batch.output.clone())
-        else {
-            return;
-        };
+        if self.batch.keep_watching {
+            self.start_watch();
+        } else {
+            self.start_batch_of(None);
+        }
+    }
+
+    /// The Batch page's settings with the inspector's edges and layout and
+    /// the brush edits of any of the folder's images open in the workspace.
+    fn batch_settings(&self) -> crate::engine::batch::BatchSettings {
         let mut settings = self.batch.settings.clone();
-        // The inspector's edge and layout settings, and the brush edits of
-        // any of the folder's images open in the workspace.
+        settings.model = self.model.clone();
         settings.finish = self.finish;
         settings.partials = self.partials_journal();
         settings.edits = self
@@ -177,12 +187,23 @@ impl DesktopApp {
                 Some((key, i.strokes.clone()))
             })
             .collect();
+        settings
+    }
+
+    /// A batch over the input folder, or over `only` of its files.
+    pub(super) fn start_batch_of(&mut self, only: Option<std::collections::BTreeSet<PathBuf>>) {
+        let (Some(input), Some(output)) = (self.batch.input.clone(), self.batch.output.clone())
+        else {
+            return;
+        };
+        let settings = self.batch_settings();
         let wake_ctx = self.ctx.clone();
         let (handle, job) = crate::engine::batch::BatchHandle::new(
             crate::engine::batch::BatchRequest {
                 input,
                 output,
                 settings,
+                only,
             },
             Arc::new(move || wake_ctx.request_repaint()),
         );
@@ -192,6 +213,47 @@ impl DesktopApp {
         } else {
             self.notify("a batch is already starting", true);
         }
+    }
+
+    /// Watches the input folder: what is there and what arrives is run as
+    /// a batch once it has stopped changing (see `drain_events`).
+    fn start_watch(&mut self) {
+        let (Some(input), Some(output)) = (self.batch.input.clone(), self.batch.output.clone())
+        else {
+            return;
+        };
+        let wake_ctx = self.ctx.clone();
+        match crate::engine::watch::WatchHandle::spawn(
+            &input,
+            &output,
+            self.batch_settings(),
+            crate::engine::watch::DEFAULT_SETTLE,
+            crate::engine::watch::DEFAULT_RESCAN,
+            Arc::new(move || wake_ctx.request_repaint()),
+        ) {
+            Ok(watch) => {
+                self.batch.watch = Some(watch);
+                self.batch.watched_done = 0;
+            }
+            Err(e) => self.notify(e.to_string(), true),
+        }
+    }
+
+    /// Runs what the watch found, once the batch before it has finished.
+    pub(super) fn run_watched_arrivals(&mut self) {
+        let Some(watch) = &self.batch.watch else {
+            return;
+        };
+        self.batch.arrived.extend(watch.poll());
+        let running = self.batch.run.as_ref().is_some_and(|r| !r.is_finished());
+        if running || self.batch.arrived.is_empty() {
+            return;
+        }
+        if let Some(run) = &self.batch.run {
+            self.batch.watched_done += run.done;
+        }
+        let only = std::mem::take(&mut self.batch.arrived);
+        self.start_batch_of(Some(only));
     }
 
     /// Switches to another installed model: a new worker loads it, and every

@@ -695,6 +695,9 @@ pub struct BatchRequest {
     pub input: PathBuf,
     pub output: PathBuf,
     pub settings: BatchSettings,
+    /// Only these inputs (relative to `input`), when a watched folder says
+    /// which have arrived; `None`: the whole folder.
+    pub only: Option<std::collections::BTreeSet<PathBuf>>,
 }
 
 /// The worker's half: run it with the worker's engine.
@@ -740,7 +743,12 @@ impl BatchJob {
         self.request.settings.model = engine.model.id.clone();
         let request = &self.request;
         let plan = match plan(&request.input, &request.output, &request.settings, None) {
-            Ok(plan) => plan,
+            Ok(mut plan) => {
+                if let Some(only) = &request.only {
+                    plan.jobs.retain(|job| only.contains(&job.relative));
+                }
+                plan
+            }
             Err(e) => return self.send(BatchUpdate::Failed(e.to_string())),
         };
         self.send(BatchUpdate::Planned(plan.clone()));

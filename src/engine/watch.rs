@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -35,6 +37,17 @@ struct Signature {
 }
 
 impl Signature {
+    /// Time since the last change, by the wall clock; `None` when that
+    /// lies in the future.
+    fn age(&self) -> Option<Duration> {
+        let latest = self.mtime_ns.max(self.ctime_ns);
+        let now = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_nanos() as i128;
+        u64::try_from(now - latest).ok().map(Duration::from_nanos)
+    }
+
     fn of(path: &Path) -> Option<Self> {
         let meta = fs::metadata(path).ok()?;
         let mtime_ns = meta
@@ -73,6 +86,8 @@ pub struct Ready {
 pub enum WatchError {
     #[error("not a folder, cannot watch it: {}", .0.display())]
     NotAFolder(PathBuf),
+    #[error("cannot start the watch thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Watches one input folder.
@@ -147,6 +162,12 @@ impl FolderWatch {
             }
             let since = match self.seen.get(key) {
                 Some((before, since)) if *before == signature => *since,
+                // Unchanged for longer than the settle time already (by the
+                // file's own times): no need to watch it settle. A clock
+                // set back only delays this to the next look.
+                None if signature.age() >= Some(self.settle) => {
+                    now.checked_sub(self.settle).unwrap_or(now)
+                }
                 _ => now,
             };
             if now.duration_since(since) >= self.settle {
@@ -241,6 +262,83 @@ fn all_ignored(paths: &[PathBuf], ignore: Option<&Path>) -> bool {
         })
 }
 
+/// A watch on its own thread, for the app: it plans with `settings` and
+/// sends the input-relative paths of files that have settled; the app runs
+/// them as a batch on its worker (the one owner of the model).
+pub struct WatchHandle {
+    stop: Arc<AtomicBool>,
+    ready: Receiver<Vec<PathBuf>>,
+}
+
+impl WatchHandle {
+    /// `wake` is called after every list sent.
+    pub fn spawn(
+        input: &Path,
+        output: &Path,
+        settings: super::batch::BatchSettings,
+        settle: Duration,
+        rescan: Duration,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<Self, WatchError> {
+        let mut watch = FolderWatch::new(input, Some(output), settle, rescan)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // Bounded: a busy window slows the watch rather than growing memory.
+        let (tx, ready) = crossbeam_channel::bounded(4);
+        let output = output.to_path_buf();
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("watch".into())
+            .spawn(move || {
+                let mut last_scan: Option<Instant> = None;
+                let mut settling = false;
+                while !stopped.load(Ordering::Relaxed) {
+                    let due = last_scan.is_none_or(|at| {
+                        at.elapsed()
+                            >= if settling {
+                                watch.settle / 2
+                            } else {
+                                watch.rescan
+                            }
+                    });
+                    // Short waits: a stop is noticed within a quarter second.
+                    if !due && !watch.wait_timeout(Duration::from_millis(250)) {
+                        continue;
+                    }
+                    last_scan = Some(Instant::now());
+                    let Ok(plan) = super::batch::plan(watch.input(), &output, &settings, None)
+                    else {
+                        // The folder went away for now (unmounted): try later.
+                        settling = false;
+                        continue;
+                    };
+                    let ready = watch.ready(plan);
+                    settling = ready.settling > 0;
+                    if ready.plan.jobs.is_empty() {
+                        continue;
+                    }
+                    let files = ready.plan.jobs.into_iter().map(|j| j.relative).collect();
+                    if tx.send(files).is_err() {
+                        return;
+                    }
+                    wake();
+                }
+            })
+            .map_err(WatchError::Thread)?;
+        Ok(Self { stop, ready })
+    }
+
+    /// The files that settled since the last call.
+    pub fn poll(&self) -> Vec<PathBuf> {
+        self.ready.try_iter().flatten().collect()
+    }
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,6 +382,47 @@ mod tests {
         assert_eq!(watch.ready(plan(&input, &output)).settling, 1);
         std::thread::sleep(settle);
         assert_eq!(watch.ready(plan(&input, &output)).plan.jobs.len(), 1);
+    }
+
+    #[test]
+    fn a_file_unchanged_for_long_is_ready_at_first_sight() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        let output = dir.path().join("out");
+        fs::create_dir_all(&input).unwrap();
+        fs::write(input.join("old.jpg"), b"there before").unwrap();
+        let settle = Duration::from_millis(300);
+        std::thread::sleep(settle + Duration::from_millis(50));
+        let mut watch = FolderWatch::new(&input, None, settle, DEFAULT_RESCAN).unwrap();
+        assert_eq!(watch.ready(plan(&input, &output)).plan.jobs.len(), 1);
+    }
+
+    #[test]
+    fn the_thread_sends_settled_files_and_stops_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        let output = dir.path().join("out");
+        fs::create_dir_all(&input).unwrap();
+        let (woken_tx, woken) = crossbeam_channel::bounded(8);
+        let handle = WatchHandle::spawn(
+            &input,
+            &output,
+            BatchSettings::default(),
+            Duration::from_millis(300),
+            DEFAULT_RESCAN,
+            Arc::new(move || {
+                let _ = woken_tx.try_send(());
+            }),
+        )
+        .unwrap();
+        fs::create_dir_all(input.join("sub")).unwrap();
+        fs::write(input.join("sub/new.png"), b"x").unwrap();
+        woken.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(handle.poll(), vec![PathBuf::from("sub/new.png")]);
+        drop(handle);
+        std::thread::sleep(Duration::from_millis(400));
+        fs::write(input.join("later.png"), b"y").unwrap();
+        assert!(woken.recv_timeout(Duration::from_secs(2)).is_err());
     }
 
     #[test]
