@@ -1560,6 +1560,11 @@ fn the_window_settings_survive_a_restart_and_hold_nothing_of_the_images() {
             app.view.background = Background::Colour([200, 10, 10]);
             app.view.brush.radius = 48.0;
             app.page = Page::Batch;
+            // The Batch page's options, and folders that must not be kept.
+            app.batch.settings.pattern = "{name}-cut.{ext}".into();
+            app.batch.settings.jpeg_quality = 80;
+            app.batch.keep_watching = true;
+            app.batch.input = Some(dirs.data.join("client-folder"));
         }
         harness.ctx.set_theme(egui::ThemePreference::Dark);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1570,6 +1575,7 @@ fn the_window_settings_survive_a_restart_and_hold_nothing_of_the_images() {
         }
         let text = read(&file);
         assert!(!text.contains("coffee"), "{text}");
+        assert!(!text.contains("client-folder"), "{text}");
         assert!(!text.contains(&*dirs.data.to_string_lossy()), "{text}");
     }
     let mut harness = harness_for(&dirs);
@@ -1586,6 +1592,10 @@ fn the_window_settings_survive_a_restart_and_hold_nothing_of_the_images() {
         assert_eq!(app.view.brush.radius, 48.0);
         assert_eq!(app.view.brush.mode, None, "the brush starts off");
         assert_eq!(app.page, Page::Batch);
+        assert_eq!(app.batch.settings.pattern, "{name}-cut.{ext}");
+        assert_eq!(app.batch.settings.jpeg_quality, 80);
+        assert!(app.batch.keep_watching);
+        assert_eq!(app.batch.input, None, "folders are not kept");
     }
     assert_eq!(
         harness.ctx.options(|o| o.theme_preference),
@@ -1710,4 +1720,48 @@ fn the_batch_pages_preset_chooser_sets_the_batch_spec() {
     assert_eq!(app.finish.layout.canvas, Canvas::Size(1080, 1350));
     assert_eq!(app.finish.layout.subject_fill, Some(80.0));
     assert!(app.finish.layout.shadow.is_some());
+}
+
+/// The canvas shows a photo colour-managed: an Adobe RGB photo of one flat
+/// colour is on screen as its sRGB equivalent (Little CMS gives the same
+/// within 2 levels), while the image kept for export has its own values.
+#[test]
+fn the_canvas_shows_a_wide_gamut_photo_in_its_srgb_colours() {
+    use image::ImageEncoder;
+    let icc = std::fs::read("/usr/share/color/icc/colord/AdobeRGB1998.icc")
+        .expect("Debian's colord-data (.ci/run installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("green.png");
+    let flat = image::RgbImage::from_pixel(600, 400, image::Rgb([100, 150, 100]));
+    let mut encoder = image::codecs::png::PngEncoder::new(std::fs::File::create(&photo).unwrap());
+    encoder.set_icc_profile(icc).unwrap();
+    encoder
+        .write_image(&flat, 600, 400, image::ExtendedColorType::Rgb8)
+        .unwrap();
+
+    let (_home, mut harness) = app_harness();
+    harness.state_mut().open_paths(vec![photo]);
+    step_until(&mut harness, "the decoded photo", |app| {
+        app.workspace.items[0].preview.is_some()
+    });
+    let item = &harness.state().workspace.items[0];
+    assert_eq!(
+        item.original.as_ref().unwrap().get_pixel(10, 10).0,
+        [100, 150, 100, 255]
+    );
+    let shown = item.preview.as_ref().unwrap().get_pixel(10, 10).0;
+    let srgb = [66u8, 151, 97];
+    let near = |p: &[u8], want: [u8; 3]| p.iter().zip(want).all(|(g, w)| g.abs_diff(w) <= 2);
+    assert!(near(&shown[..3], srgb), "{shown:?}");
+
+    // What reaches the screen.
+    harness.run_steps(3);
+    let screen = harness.render().unwrap();
+    let count = |want: [u8; 3]| screen.pixels().filter(|p| near(&p.0[..3], want)).count();
+    assert!(count(srgb) > 10_000, "{} pixels in sRGB green", count(srgb));
+    assert!(
+        count([100, 150, 100]) < 100,
+        "{} unmanaged",
+        count([100, 150, 100])
+    );
 }

@@ -137,3 +137,80 @@ fn every_output_format_keeps_the_photos_profile_and_its_pixel_values() {
     );
     assert_eq!(embedded_profile(&masks.join("adobe.png")), None);
 }
+
+/// `tests/fixtures/cmyk-patches.jpg`: four 32×32 CMYK patches, Adobe
+/// (inverted) CMYK as Photoshop writes it, made with Pillow:
+/// `Image.new("CMYK", (128, 32))`, each patch pasted with the inks below,
+/// `save(..., quality=100, subsampling=0)`. No profile inside: the tests
+/// splice one in.
+const CMYK_PATCHES: [([u8; 4], [u8; 3]); 4] = [
+    // Inks → sRGB by Little CMS 2.19 (relative colorimetric) through
+    // Ghostscript's default_cmyk.icc: an independent engine.
+    ([0, 255, 255, 0], [238, 51, 56]),
+    ([255, 0, 0, 0], [0, 176, 240]),
+    ([128, 51, 0, 26], [118, 163, 204]),
+    ([20, 60, 90, 10], [224, 190, 161]),
+];
+
+/// A JPEG with `icc` spliced in as APP2 ICC_PROFILE segments after SOI.
+fn jpeg_with_profile(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
+    let chunks: Vec<&[u8]> = icc.chunks(65_519).collect();
+    let mut out = jpeg[..2].to_vec();
+    for (i, chunk) in chunks.iter().enumerate() {
+        out.extend([0xFF, 0xE2]);
+        out.extend(((chunk.len() + 16) as u16).to_be_bytes());
+        out.extend(b"ICC_PROFILE\0");
+        out.extend([(i + 1) as u8, chunks.len() as u8]);
+        out.extend(*chunk);
+    }
+    out.extend(&jpeg[2..]);
+    out
+}
+
+/// A CMYK JPEG is converted through its own profile (not by the decoder's
+/// naive formula), and its outputs, now sRGB, do not claim the CMYK
+/// profile.
+#[test]
+fn a_cmyk_jpeg_is_converted_with_its_profile() {
+    use backgrounderase::engine::decode::{DecodeLimits, decode_file};
+    let icc = fs::read("/usr/share/color/icc/ghostscript/default_cmyk.icc")
+        .expect("Ghostscript's CMYK profile (Debian libgs-common; .ci/run installs it)");
+    let jpeg = fs::read(fixture("cmyk-patches.jpg")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("print.jpg");
+    fs::write(&photo, jpeg_with_profile(&jpeg, &icc)).unwrap();
+    let naive = dir.path().join("naive.jpg");
+    fs::write(&naive, &jpeg).unwrap();
+
+    let managed = decode_file(&photo, DecodeLimits::default()).unwrap();
+    assert!(managed.icc_profile.is_none(), "the pixels are sRGB now");
+    let plain = decode_file(&naive, DecodeLimits::default()).unwrap();
+    for (i, (ink, want)) in CMYK_PATCHES.iter().enumerate() {
+        let centre = (i as u32 * 32 + 16, 16);
+        let got = managed.rgba.get_pixel(centre.0, centre.1).0;
+        let near = got.iter().zip(want).all(|(g, w)| g.abs_diff(*w) <= 4);
+        assert!(near, "ink {ink:?}: {got:?}, want {want:?}");
+        // Without its profile it is the naive conversion, which is far off
+        // for real inks (pure magenta + yellow reads as pure red).
+        let naive = plain.rgba.get_pixel(centre.0, centre.1).0;
+        if i == 0 {
+            assert!(naive[1] < 10 && naive[0] > 245, "{naive:?}");
+        }
+    }
+
+    // Through `remove`: the output carries no CMYK profile.
+    let out = dir.path().join("print.png");
+    let run = cli()
+        .args(["remove"])
+        .arg(&photo)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(embedded_profile(&out), None);
+}

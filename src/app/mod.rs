@@ -315,7 +315,11 @@ impl DesktopApp {
             notices,
             last_inference: None,
             preview_model_ready: false,
-            batch: BatchPanel::default(),
+            batch: BatchPanel {
+                settings: prefs.batch.settings(),
+                keep_watching: prefs.batch.keep_watching,
+                ..BatchPanel::default()
+            },
             copying: false,
             presets,
             preset_name: String::new(),
@@ -364,6 +368,10 @@ impl DesktopApp {
             appearance: self.ctx.options(|o| o.theme_preference).into(),
             best_quality: self.best_quality(),
             instant_preview: self.instant_preview(),
+            batch: crate::prefs::SavedBatch::from_settings(
+                &self.batch.settings,
+                self.batch.keep_watching,
+            ),
         }
     }
 

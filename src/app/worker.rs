@@ -529,7 +529,14 @@ impl DecodeLoop {
         icc_profile: Option<IccProfile>,
         known: Option<KnownMask>,
     ) -> bool {
-        let preview = Arc::new(preview_rgba(&image, PREVIEW_SIDE));
+        let mut preview = preview_rgba(&image, PREVIEW_SIDE);
+        // Shown colour-managed: a wide-gamut photo looks on screen as it
+        // will in the designer's tools (the export keeps its own values
+        // and profile).
+        if let Some(icc) = &icc_profile {
+            crate::engine::colour::rgb_to_srgb(&mut preview, icc);
+        }
+        let preview = Arc::new(preview);
         let decoded = Event::Decoded {
             id,
             image: image.clone(),

@@ -28,7 +28,7 @@ use super::review::Review;
 /// later batch over that folder does not treat it as input).
 pub const MANIFEST_FILE: &str = ".backgrounderase-batch.jsonl";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum IfExists {
     /// Leave the existing file, skip the input.
     #[default]

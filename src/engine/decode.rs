@@ -193,7 +193,28 @@ pub fn decode_bytes(
         .flatten()
         .filter(|p| !p.is_empty())
         .map(Arc::new);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, path))?;
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, path))?;
+    let (image, icc_profile) = match icc_profile {
+        // A CMYK JPEG: converted through its own profile, not the decoder's
+        // naive formula. The result is sRGB, so the CMYK profile (which no
+        // RGB file may carry) is not passed on.
+        Some(icc) if super::colour::profile_space(&icc) == super::colour::ProfileSpace::Cmyk => {
+            let converted =
+                super::colour::jpeg_cmyk_samples(bytes).and_then(|(inks, width, height)| {
+                    super::colour::cmyk_to_srgb(&inks, width, height, &icc)
+                });
+            (
+                converted.map(DynamicImage::ImageRgba8).unwrap_or(image),
+                None,
+            )
+        }
+        // Outputs are RGB: only an RGB profile describes them.
+        Some(icc) if super::colour::profile_space(&icc) == super::colour::ProfileSpace::Rgb => {
+            (image, Some(icc))
+        }
+        _ => (image, None),
+    };
+    let mut image = image;
     image.apply_orientation(orientation);
     let has_alpha = image.color().has_alpha();
     Ok(DecodedImage {

@@ -2,6 +2,7 @@
 //! postprocess → composite/encode. Plain Rust, no UI.
 
 pub mod batch;
+pub mod colour;
 pub mod decode;
 pub mod encode;
 pub mod finish;
