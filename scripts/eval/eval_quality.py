@@ -270,13 +270,17 @@ def summarise_reviews(results, reviews, names, label, stems):
         score = np.array([reviews[n][s] for s in stems])
         iou = np.array([results[n][s]["iou"] for s in stems])
         bmae = np.array([results[n][s]["bmae"] for s in stems])
+        mae = np.array([results[n][s]["mae"] for s in stems])
         bad = iou < 0.9
         lowest = np.argsort(score, kind="stable")
         tenth = int(np.ceil(0.1 * len(stems)))
         flagged = score < 25
         print()
         print(f"{n}: review score against the true error ({label} split, {len(stems)} images)")
-        print(f"  rank correlation: with IoU {spearmanr(score, iou)[0]:.3f}, with -bMAE {spearmanr(score, -bmae)[0]:.3f}")
+        print(
+            f"  rank correlation: with IoU {spearmanr(score, iou)[0]:.3f}, "
+            f"with -MAE {spearmanr(score, -mae)[0]:.3f}, with -bMAE {spearmanr(score, -bmae)[0]:.3f}"
+        )
         print(f"  images with IoU < 0.9: {bad.sum()}; among the lowest-scored 10 % ({tenth}): {bad[lowest[:tenth]].sum()}")
         print(f"  among the lowest-scored {bad.sum()}: {bad[lowest[:bad.sum()]].sum()}")
         print(f"  flagged (score < 25): {flagged.sum()}, of them IoU < 0.9: {(flagged & bad).sum()}")

@@ -173,7 +173,7 @@ pub(super) fn write_report(path: &Path, csv: &str, what: &str) -> Result<()> {
 }
 
 /// Peak resident memory of this process (Linux: VmHWM), in KiB.
-fn peak_rss_kib() -> Option<u64> {
+pub(super) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

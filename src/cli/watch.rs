@@ -105,6 +105,11 @@ pub fn run(dirs: &AppDirs, args: WatchArgs) -> Result<ExitCode> {
                     String::new()
                 }
             );
+            if args.stats
+                && let Some(peak) = super::batch::peak_rss_kib()
+            {
+                eprintln!("peak memory: {:.1} MB", peak as f64 / 1024.0);
+            }
             if let Some(csv) = &args.failures_csv {
                 let list: Vec<_> = failures
                     .iter()
