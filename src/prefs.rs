@@ -103,6 +103,7 @@ pub struct Preferences {
     pub instant_preview: bool,
     /// Absent in files from before it existed: the defaults.
     pub batch: SavedBatch,
+    pub speed: crate::engine::inference::Speed,
 }
 
 /// The Batch page's options (its folders are not kept: they are paths).
@@ -173,6 +174,7 @@ impl Default for Preferences {
             // later with it (it runs on its own thread), under the 10 % bar.
             instant_preview: true,
             batch: SavedBatch::default(),
+            speed: crate::engine::inference::Speed::Balanced,
         }
     }
 }

@@ -1765,3 +1765,54 @@ fn the_canvas_shows_a_wide_gamut_photo_in_its_srgb_colours() {
         count([100, 150, 100])
     );
 }
+
+/// The inspector's Speed choice: Fast starts a worker on the int8 variant
+/// (the status bar says so), the open photo is redone with it, and the
+/// choice comes back on restart. The Batch page shows the same setting.
+#[test]
+fn speed_fast_runs_the_int8_variant_and_is_kept() {
+    use backgrounderase::app::{Page, SPEED_LABEL};
+    use backgrounderase::engine::inference::Speed;
+    use backgrounderase::prefs::PREFERENCES_FILE;
+    let (_home, dirs) = fresh_profile();
+    {
+        let mut harness = harness_for(&dirs);
+        harness
+            .state_mut()
+            .open_paths(vec![fixture("photos/coffee.jpg")]);
+        step_until(&mut harness, "the result", |app| {
+            app.workspace.items[0].status == Status::Done
+        });
+        harness.get_by_label(SPEED_LABEL).click();
+        harness.run_steps(2);
+        harness.get_by_label("Fast (int8)").click();
+        harness.run_steps(2);
+        assert_eq!(harness.state().speed, Speed::Fast);
+        step_until(
+            &mut harness,
+            "the int8 worker and the photo redone",
+            |app| {
+                matches!(&app.engine, EngineStatus::Ready { provider, .. } if provider.contains("fast (int8)"))
+                    && app.workspace.items[0].status == Status::Done
+            },
+        );
+        harness.get_by_label_contains("fast (int8)");
+        let mask = harness.state().workspace.items[0].mask.clone().unwrap();
+        let solid = mask.pixels().filter(|p| p[0] >= 128).count();
+        assert!(
+            solid > mask.len() / 20,
+            "a real cut-out: {solid} solid pixels"
+        );
+        // The Batch page offers the same setting.
+        harness.state_mut().page = Page::Batch;
+        harness.run_steps(2);
+        harness.get_by_label(SPEED_LABEL);
+        let file = dirs.config.join(PREFERENCES_FILE);
+        step_until(&mut harness, "the preference saved", |_| {
+            std::fs::read_to_string(&file).is_ok_and(|t| t.contains("speed: Fast"))
+        });
+    }
+    let mut harness = harness_for(&dirs);
+    harness.run_steps(2);
+    assert_eq!(harness.state().speed, Speed::Fast);
+}

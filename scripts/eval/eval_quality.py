@@ -159,7 +159,8 @@ def main():
     parser.add_argument("--only", help="only images whose name contains this")
     parser.add_argument("--json", type=Path, help="also write every score here")
     args = parser.parse_args()
-    pipelines = args.pipeline or ["ours", "loop", "rembg", "imgly"]
+    # ours:fast is the int8 variant (--speed fast), made by the binary on first use.
+    pipelines = args.pipeline or ["ours", "ours:fast=--speed fast", "loop", "rembg", "imgly"]
 
     splits = ["dev", "test"] if args.split == "all" else [args.split]
     runners = {"loop": run_loop, "rembg": run_rembg}

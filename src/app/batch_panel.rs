@@ -213,6 +213,8 @@ pub enum BatchAction {
     ApplyPreset(usize),
     /// End "Keep watching" (a run in progress finishes).
     StopWatching,
+    /// Fast (int8) or balanced, for the batch and the workspace alike.
+    SetSpeed(crate::engine::inference::Speed),
 }
 
 fn folder_label(folder: &Option<PathBuf>) -> String {
@@ -231,7 +233,12 @@ fn format_duration(d: Duration) -> String {
 }
 
 impl BatchPanel {
-    pub fn ui(&mut self, ui: &mut egui::Ui, presets: &[Preset]) -> BatchAction {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        presets: &[Preset],
+        speed: crate::engine::inference::Speed,
+    ) -> BatchAction {
         let mut action = BatchAction::None;
         let watching = self.watch.is_some();
         // Folders and options stay as they are while a run or a watch uses them.
@@ -266,6 +273,9 @@ impl BatchPanel {
                 action = BatchAction::ApplyPreset(index);
             }
             self.options_ui(ui);
+            if let Some(speed) = super::speed_choice(ui, speed) {
+                action = BatchAction::SetSpeed(speed);
+            }
         });
         ui.add_space(8.0);
 

@@ -32,6 +32,8 @@ pub enum Command {
     SwitchModel(String),
     Models(ModelsAction),
     SetBestQuality(bool),
+    /// Fast (the int8 variant) or balanced.
+    SetSpeed(crate::engine::inference::Speed),
     SetInstantPreview(bool),
     Batch(BatchAction),
     /// The Account pane's switch (an opt-out takes effect at once).
@@ -77,6 +79,7 @@ impl DesktopApp {
             Command::SwitchModel(id) => self.switch_model(&id),
             Command::Models(action) => self.models_action(action),
             Command::SetBestQuality(on) => self.set_best_quality(on),
+            Command::SetSpeed(speed) => self.set_speed(speed),
             Command::SetInstantPreview(on) => self.set_instant_preview(on),
             Command::Batch(action) => self.batch_action(action),
             Command::SetConsent(on) => self.set_consent(on),

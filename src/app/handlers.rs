@@ -54,6 +54,7 @@ impl DesktopApp {
             ),
             BatchAction::OpenForReview(input) => self.open_for_review(input),
             BatchAction::ApplyPreset(index) => self.apply_preset(index),
+            BatchAction::SetSpeed(speed) => self.set_speed(speed),
             BatchAction::StopWatching => {
                 self.batch.watch = None;
                 self.batch.arrived.clear();
@@ -272,7 +273,7 @@ impl DesktopApp {
         let worker = spawn_worker(
             &self.ctx,
             &self.dirs,
-            &self.model,
+            (&self.model, self.speed),
             (&self.preview, &self.best_quality),
             &mut self.notices,
         );
@@ -535,6 +536,15 @@ impl DesktopApp {
         if let Some(id) = shown {
             self.reprocess(id);
         }
+    }
+
+    /// Fast (int8) or balanced: a new worker with the other session.
+    pub(super) fn set_speed(&mut self, speed: crate::engine::inference::Speed) {
+        if speed == self.speed {
+            return;
+        }
+        self.speed = speed;
+        self.reload_engine();
     }
 
     pub(super) fn set_instant_preview(&mut self, on: bool) {

@@ -285,6 +285,9 @@ impl DesktopApp {
         self.model_choice(ui);
         self.preview_choice(ui);
         self.quality_choice(ui);
+        if let Some(speed) = super::speed_choice(ui, self.speed) {
+            self.send(Command::SetSpeed(speed));
+        }
         ui.add_space(12.0);
         ui.heading("Result");
         ui.add_space(4.0);
@@ -480,7 +483,7 @@ impl DesktopApp {
     }
 
     fn batch_page(&mut self, ui: &mut egui::Ui) {
-        let action = self.batch.ui(ui, &self.presets);
+        let action = self.batch.ui(ui, &self.presets, self.speed);
         if action != batch_panel::BatchAction::None {
             self.send(Command::Batch(action));
         }

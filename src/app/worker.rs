@@ -643,7 +643,11 @@ impl InferenceLoop {
                 }
                 self.link.emit(Event::EngineReady {
                     model: engine.model.display_name.clone(),
-                    provider: engine.provider().active.to_string(),
+                    provider: if engine.provider().int8 {
+                        format!("{} · fast (int8)", engine.provider().active)
+                    } else {
+                        engine.provider().active.to_string()
+                    },
                 });
                 engine
             }

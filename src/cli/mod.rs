@@ -139,6 +139,11 @@ pub struct EngineArgs {
     /// Inference threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// balanced (the model as it is) or fast: its int8 variant on the CPU,
+    /// about twice as quick, made once per model on this computer (needs
+    /// AVX-512 VNNI, AVX-VNNI or ARM dot product).
+    #[arg(long, default_value = "balanced")]
+    pub speed: backgrounderase::engine::inference::Speed,
 }
 
 #[derive(Debug, Args)]

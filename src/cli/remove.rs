@@ -92,6 +92,7 @@ pub fn load_engine(dirs: &AppDirs, args: &EngineArgs) -> Result<Engine> {
         provider: args.provider,
         require_gpu: args.require_gpu,
         threads: args.threads,
+        speed: args.speed,
     };
     let engine = Engine::load(dirs, &catalog, args.model.as_deref(), &options)?;
     eprintln!("model {} on {}", engine.model.id, engine.provider());

@@ -72,6 +72,47 @@ impl fmt::Display for ExecutionProvider {
     }
 }
 
+/// Speed against exactness on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Speed {
+    /// The model's own float weights.
+    #[default]
+    Balanced,
+    /// Its int8 variant (see `quantize`), on CPUs with int8 dot products.
+    Fast,
+}
+
+impl Speed {
+    pub const ALL: [Speed; 2] = [Speed::Balanced, Speed::Fast];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Balanced => "Balanced",
+            Self::Fast => "Fast (int8)",
+        }
+    }
+}
+
+impl FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "balanced" => Ok(Self::Balanced),
+            "fast" => Ok(Self::Fast),
+            other => Err(format!("unknown speed '{other}' (choose balanced or fast)")),
+        }
+    }
+}
+
+impl fmt::Display for Speed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Balanced => "balanced",
+            Self::Fast => "fast",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct SessionOptions {
     pub provider: ProviderChoice,
@@ -79,6 +120,8 @@ pub struct SessionOptions {
     pub require_gpu: bool,
     /// Intra-op threads; `None` uses every core.
     pub threads: Option<usize>,
+    /// The int8 variant on the CPU, or the float model.
+    pub speed: Speed,
 }
 
 impl Default for SessionOptions {
@@ -87,6 +130,7 @@ impl Default for SessionOptions {
             provider: ProviderChoice::Auto,
             require_gpu: false,
             threads: None,
+            speed: Speed::Balanced,
         }
     }
 }
@@ -96,11 +140,16 @@ impl Default for SessionOptions {
 pub struct ProviderReport {
     pub active: ExecutionProvider,
     pub skipped: Vec<(ExecutionProvider, String)>,
+    /// The model's int8 variant runs (speed fast on the CPU).
+    pub int8: bool,
 }
 
 impl fmt::Display for ProviderReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.active)?;
+        if self.int8 {
+            write!(f, " (fast: int8 variant)")?;
+        }
         for (provider, why) in &self.skipped {
             write!(f, "; {provider} skipped: {why}")?;
         }
@@ -155,6 +204,9 @@ impl InferenceSession {
                 break;
             }
             let attempt = match (provider, cpu_copy_dir) {
+                (ExecutionProvider::Cpu, Some(dir)) if options.speed == Speed::Fast => {
+                    build_cpu_session_fast(runtime, model, model_path, dir, threads)
+                }
                 (ExecutionProvider::Cpu, Some(dir)) => {
                     build_cpu_session_from_fp32_copy(runtime, model_path, dir, threads)
                 }
@@ -224,7 +276,13 @@ impl InferenceSession {
             run_options,
             input_name,
             output_name,
-            report: ProviderReport { active, skipped },
+            report: ProviderReport {
+                active,
+                skipped,
+                int8: active == ExecutionProvider::Cpu
+                    && options.speed == Speed::Fast
+                    && cpu_copy_dir.is_some(),
+            },
             model_id: model.id.clone(),
         })
     }
@@ -330,6 +388,105 @@ enum Attempt {
     Unavailable(String),
     /// It has one, but the session could not be created with it.
     Failed(String),
+}
+
+/// The CPU session of the model's int8 variant, made (once, cached beside
+/// the fp32 copy) from the fp32 graph. A CPU without int8 dot products is
+/// refused: the variant would be slower there, not faster.
+fn build_cpu_session_fast(
+    runtime: &LoadedRuntime,
+    model: &ModelEntry,
+    model_path: &Path,
+    dir: &Path,
+    threads: usize,
+) -> Result<Session, Attempt> {
+    if !crate::engine::quantize::cpu_has_int8_dot_product() {
+        return Err(Attempt::Failed(
+            "speed fast needs int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or ARM \
+             dot product), which this CPU lacks: there it would be slower; use balanced"
+                .into(),
+        ));
+    }
+    let source = match upcast::cpu_model(model_path, dir) {
+        Ok(Some(copy)) => copy,
+        Ok(None) => model_path.to_path_buf(),
+        Err(e) => return Err(Attempt::Failed(format!("no fp32 graph to make fast ({e})"))),
+    };
+    let variant = fast_variant(runtime, model, &source, dir, threads)
+        .map_err(|e| Attempt::Failed(format!("cannot make the fast variant ({e})")))?;
+    build_session(runtime, &variant, ExecutionProvider::Cpu, threads)
+}
+
+/// The int8 variant of `source` in `dir`, built on first use: the
+/// calibration photos run through the float graph with every tensor to
+/// quantize as an output, one photo at a time.
+pub fn fast_variant(
+    runtime: &LoadedRuntime,
+    model: &ModelEntry,
+    source: &Path,
+    dir: &Path,
+    threads: usize,
+) -> Result<std::path::PathBuf, crate::engine::quantize::QuantizeError> {
+    use crate::engine::quantize::{self, QuantizeError};
+    // BACKGROUNDERASE_INT8_KEEP=stage1,side1 overrides the blocks kept in
+    // float (for scripts/quant experiments; the name records the choice).
+    let keep_env = std::env::var("BACKGROUNDERASE_INT8_KEEP").ok();
+    let keep: Vec<&str> = match &keep_env {
+        Some(list) => list.split(',').filter(|b| !b.is_empty()).collect(),
+        None => quantize::KEEP_FLOAT.to_vec(),
+    };
+    let mut path = quantize::variant_path(source, dir)?;
+    if keep_env.is_some() {
+        path.set_extension(format!("keep-{}.onnx", keep.join("+")));
+    }
+    if path.is_file() {
+        return Ok(path);
+    }
+    let started = std::time::Instant::now();
+    let bytes = std::fs::read(source).map_err(QuantizeError::Read)?;
+    let photos = quantize::calibration_photos();
+    let mut prepare = crate::engine::preprocess::Preprocessor::new(model);
+    let built = quantize::build(&bytes, &keep, |calibration, names, ranges| {
+        let failed = |e: ort::Error| format!("{e:?}");
+        let mut session = Session::builder(&runtime.environment)
+            .map_err(failed)?
+            .with_optimization_level(GraphOptimizationLevel::Level1)
+            .map_err(|e| failed(e.into()))?
+            .with_intra_threads(threads)
+            .map_err(|e| failed(e.into()))?
+            .with_memory_pattern(false)
+            .map_err(|e| failed(e.into()))?
+            .commit_from_memory(calibration)
+            .map_err(failed)?;
+        let input_name = session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_string())
+            .ok_or("the model has no input")?;
+        for photo in &photos {
+            let input = prepare.prepare(photo);
+            let tensor = TensorRef::from_array_view((input.shape(), input.data.as_slice()))
+                .map_err(failed)?;
+            let outputs = session
+                .run(ort::inputs![input_name.as_str() => tensor])
+                .map_err(failed)?;
+            for name in names {
+                let value = outputs
+                    .get(name.as_str())
+                    .ok_or_else(|| format!("no output {name}"))?;
+                let (_, data) = value.try_extract_tensor::<f32>().map_err(failed)?;
+                ranges.add(name, &mut data.to_vec());
+            }
+        }
+        Ok(())
+    })?;
+    quantize::store_variant(&path, &built)?;
+    tracing::info!(
+        path = %path.display(),
+        seconds = started.elapsed().as_secs_f64(),
+        "made the int8 variant of the model"
+    );
+    Ok(path)
 }
 
 /// The CPU session from the model's fp32 copy when it has fp16 weights,

@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod quality;
+pub mod quantize;
 pub mod refine;
 pub mod review;
 pub mod runtime;

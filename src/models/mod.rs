@@ -505,12 +505,35 @@ pub fn remove_model(entry: &ModelEntry, dirs: &AppDirs) -> Result<bool, InstallE
         Err(e) => return Err(io_err("delete", &path)(e)),
     };
     download::discard_partial(&path);
+    if removed {
+        remove_derived(&path, dirs);
+    }
     if entry.source == ModelSource::Imported {
         let mut custom = read_custom(dirs);
         custom.retain(|m| m.id != entry.id);
         write_custom(dirs, &custom)?;
     }
     Ok(removed)
+}
+
+/// Deletes what was made from a model file: its fp32 copy, its int8 fast
+/// variant and their markers (all named `<stem>.…` in the cache).
+fn remove_derived(model_file: &Path, dirs: &AppDirs) {
+    let Some(stem) = model_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+    else {
+        return;
+    };
+    let prefix = format!("{stem}.");
+    let Ok(entries) = fs::read_dir(dirs.derived_models_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The custom list, without any entry [`check_custom_entry`] refuses. A
