@@ -50,11 +50,21 @@ fn alpha(path: &Path) -> Vec<u8> {
 
 #[test]
 fn the_fast_variant_is_built_once_fused_and_masks_like_the_model() {
-    assert!(
-        quantize::cpu_has_int8_dot_product(),
-        "these checks need a CPU with AVX-512 VNNI or AVX-VNNI (the CI machines have them)"
-    );
     let cache = tempfile::tempdir().unwrap();
+    if !quantize::cpu_has_int8_dot_product() {
+        // Where int8 would be slower, fast is refused with the reason.
+        let run = cli(cache.path())
+            .args(["remove"])
+            .arg(fixture("photos/coffee.jpg"))
+            .args(["-o", "/dev/null", "--speed", "fast"])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{log}");
+        assert!(log.contains("int8 dot-product instructions"), "{log}");
+        assert!(variants(cache.path()).is_empty());
+        return;
+    }
     let root = tempfile::tempdir().unwrap();
     let input = root.path().join("in");
     fs::create_dir_all(&input).unwrap();
@@ -205,6 +215,26 @@ fn the_fast_variant_is_built_once_fused_and_masks_like_the_model() {
         dq_fed_convs, 0,
         "convolutions with int8 weights left unfused"
     );
+}
+
+/// On a CPU without int8 dot products (told so here by an environment
+/// variable, since this one has them) fast is refused with the reason and
+/// nothing is built.
+#[test]
+fn without_int8_dot_products_fast_is_refused_with_the_reason() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = cli(cache.path())
+        .env("BACKGROUNDERASE_ASSUME_NO_INT8", "1")
+        .args(["remove"])
+        .arg(fixture("photos/coffee.jpg"))
+        .args(["-o", "/dev/null", "--speed", "fast"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{log}");
+    assert!(log.contains("int8 dot-product instructions"), "{log}");
+    assert!(log.contains("use balanced"), "{log}");
+    assert!(variants(cache.path()).is_empty());
 }
 
 /// The variant is named after its source's size and mtime: a replaced

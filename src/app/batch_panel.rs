@@ -273,9 +273,12 @@ impl BatchPanel {
                 action = BatchAction::ApplyPreset(index);
             }
             self.options_ui(ui);
-            if let Some(speed) = super::speed_choice(ui, speed) {
-                action = BatchAction::SetSpeed(speed);
-            }
+            ui.horizontal(|ui| {
+                ui.label("Speed:");
+                if let Some(speed) = super::speed_choice(ui, speed) {
+                    action = BatchAction::SetSpeed(speed);
+                }
+            });
         });
         ui.add_space(8.0);
 

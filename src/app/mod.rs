@@ -152,16 +152,23 @@ pub fn speed_choice(
     let available = crate::engine::quantize::cpu_has_int8_dot_product();
     let mut chosen = current;
     ui.add_enabled_ui(available, |ui| {
-        egui::ComboBox::from_label(SPEED_LABEL)
+        // Compact: "Balanced" / "Fast (int8)" say what it is; the
+        // accessible name is "Speed".
+        let response = egui::ComboBox::from_id_salt(SPEED_LABEL)
+            .width(84.0)
             .selected_text(current.label())
             .show_ui(ui, |ui| {
                 for speed in Speed::ALL {
                     ui.selectable_value(&mut chosen, speed, speed.label());
                 }
             })
-            .response
+            .response;
+        response.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::WidgetType::ComboBox, available, SPEED_LABEL)
+        });
+        response
             .on_hover_text(
-                "Fast runs an int8 version of the model, made once on this computer: about \
+                "Speed. Fast runs an int8 version of the model, made once on this computer: about \
                  twice as quick on the CPU, with masks that differ by a fraction of a percent",
             )
             .on_disabled_hover_text(

@@ -285,9 +285,6 @@ impl DesktopApp {
         self.model_choice(ui);
         self.preview_choice(ui);
         self.quality_choice(ui);
-        if let Some(speed) = super::speed_choice(ui, self.speed) {
-            self.send(Command::SetSpeed(speed));
-        }
         ui.add_space(12.0);
         ui.heading("Result");
         ui.add_space(4.0);
@@ -394,9 +391,16 @@ impl DesktopApp {
         if let Some(id) = chosen {
             self.send(Command::SwitchModel(id));
         }
-        if ui.button("Manage models…").clicked() {
-            self.send(Command::ShowPage(Page::Models));
-        }
+        // The speed shares this row: the inspector has no height to spare
+        // at 1280×800.
+        ui.horizontal(|ui| {
+            if ui.button("Manage models…").clicked() {
+                self.send(Command::ShowPage(Page::Models));
+            }
+            if let Some(speed) = super::speed_choice(ui, self.speed) {
+                self.send(Command::SetSpeed(speed));
+            }
+        });
     }
 
     fn export_buttons(&mut self, ui: &mut egui::Ui) {
