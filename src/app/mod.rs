@@ -164,7 +164,7 @@ pub fn speed_choice(
             })
             .response;
         response.widget_info(|| {
-            egui::WidgetInfo::labeled(egui::WidgetType::ComboBox, available, SPEED_LABEL)
+            egui::WidgetInfo::labeled(egui::Role::ComboBox, available, SPEED_LABEL)
         });
         response
             .on_hover_text(
