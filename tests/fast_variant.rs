@@ -53,16 +53,7 @@ fn the_fast_variant_is_built_once_fused_and_masks_like_the_model() {
     let cache = tempfile::tempdir().unwrap();
     if !quantize::cpu_has_int8_dot_product() {
         // Where int8 would be slower, fast is refused with the reason.
-        let run = cli(cache.path())
-            .args(["remove"])
-            .arg(fixture("photos/coffee.jpg"))
-            .args(["-o", "/dev/null", "--speed", "fast"])
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&run.stderr);
-        assert_eq!(run.status.code(), Some(2), "{log}");
-        assert!(log.contains("int8 dot-product instructions"), "{log}");
-        assert!(variants(cache.path()).is_empty());
+        assert_fast_is_refused(cli(cache.path()), cache.path());
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -223,8 +214,14 @@ fn the_fast_variant_is_built_once_fused_and_masks_like_the_model() {
 #[test]
 fn without_int8_dot_products_fast_is_refused_with_the_reason() {
     let cache = tempfile::tempdir().unwrap();
-    let run = cli(cache.path())
-        .env("BACKGROUNDERASE_ASSUME_NO_INT8", "1")
+    let mut cmd = cli(cache.path());
+    cmd.env("BACKGROUNDERASE_ASSUME_NO_INT8", "1");
+    assert_fast_is_refused(cmd, cache.path());
+}
+
+/// `remove --speed fast` with `cmd` exits 2 saying why and builds nothing.
+fn assert_fast_is_refused(mut cmd: Command, cache: &Path) {
+    let run = cmd
         .args(["remove"])
         .arg(fixture("photos/coffee.jpg"))
         .args(["-o", "/dev/null", "--speed", "fast"])
@@ -234,7 +231,7 @@ fn without_int8_dot_products_fast_is_refused_with_the_reason() {
     assert_eq!(run.status.code(), Some(2), "{log}");
     assert!(log.contains("int8 dot-product instructions"), "{log}");
     assert!(log.contains("use balanced"), "{log}");
-    assert!(variants(cache.path()).is_empty());
+    assert!(variants(cache).is_empty());
 }
 
 /// The variant is named after its source's size and mtime: a replaced

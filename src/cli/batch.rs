@@ -17,15 +17,10 @@ use backgrounderase::paths::AppDirs;
 use super::BatchArgs;
 use super::remove::load_engine;
 
-/// The batch settings `args` ask for, with the engine's model.
-pub(super) fn settings(dirs: &AppDirs, args: &BatchArgs, model: &str) -> Result<BatchSettings> {
-    let spec = super::export_spec(
-        dirs,
-        args.preset.as_deref(),
-        args.format,
-        args.bg,
-        &args.finish,
-    )?;
+/// The batch settings `args` ask for; the caller sets `model` once the
+/// engine has loaded (a bad preset is reported before the model loads).
+pub(super) fn settings(dirs: &AppDirs, args: &BatchArgs) -> Result<BatchSettings> {
+    let spec = args.export.spec(dirs)?;
     Ok(BatchSettings {
         include_subfolders: !args.no_subfolders,
         mirror: !args.flatten,
@@ -34,7 +29,7 @@ pub(super) fn settings(dirs: &AppDirs, args: &BatchArgs, model: &str) -> Result<
         jpeg_quality: spec.jpeg_quality,
         pattern: spec.pattern.clone().unwrap_or_else(|| args.pattern.clone()),
         if_exists: args.if_exists,
-        model: model.to_string(),
+        model: String::new(),
         finish: spec.finish,
         quality: spec.quality,
         // Brush strokes live in the app's editor; the CLI has none.
@@ -44,10 +39,9 @@ pub(super) fn settings(dirs: &AppDirs, args: &BatchArgs, model: &str) -> Result<
 }
 
 pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
-    // Settings first: a bad preset is reported before the model loads.
-    settings(dirs, &args, "")?;
+    let mut settings = settings(dirs, &args)?;
     let mut engine = load_engine(dirs, &args.engine)?;
-    let settings = settings(dirs, &args, &engine.model.id)?;
+    settings.model = engine.model.id.clone();
     let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
     let skipped = plan.skipped_summary();
     eprintln!(
@@ -97,13 +91,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
                     bar.set_message(plan.jobs[index].relative.display().to_string());
                 }
                 BatchEvent::Failed { index, reason } => {
-                    let file = plan.jobs[index].input.display().to_string();
-                    // The reason names the file already when it comes from decoding.
-                    let line = if reason.contains(&file) {
-                        format!("error: {reason}")
-                    } else {
-                        format!("error: {reason}: {file}")
-                    };
+                    let line = failure_line(&reason, &plan.jobs[index].input);
                     bar.suspend(|| eprintln!("{line}"));
                 }
                 BatchEvent::Cancelled { .. } => {}
@@ -161,6 +149,17 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `error: reason: path`, or just the reason when it names the file already
+/// (decoding errors do).
+pub(super) fn failure_line(reason: &str, input: &Path) -> String {
+    let file = input.display().to_string();
+    if reason.contains(&file) {
+        format!("error: {reason}")
+    } else {
+        format!("error: {reason}: {file}")
+    }
 }
 
 pub(super) fn write_report(path: &Path, csv: &str, what: &str) -> Result<()> {

@@ -154,6 +154,16 @@ pub struct RemoveArgs {
     /// Output file (one input) or folder (receives `<stem>.<ext>`).
     #[arg(short, long)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub export: ExportArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// What the outputs look like: format, background and finish, or a preset
+/// (the same for `remove`, `batch` and `watch`).
+#[derive(Debug, Args)]
+pub struct ExportArgs {
     /// png (alpha), webp (alpha, lossless), jpeg (on --bg), or mask.
     #[arg(long, default_value = "png")]
     pub format: OutputFormat,
@@ -171,8 +181,6 @@ pub struct RemoveArgs {
     pub preset: Option<String>,
     #[command(flatten)]
     pub finish: FinishArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
 }
 
 /// Edge work and layout, the same as the app's export settings.
@@ -296,12 +304,6 @@ pub struct BatchArgs {
     /// Put every output directly in the output folder instead of mirroring the tree.
     #[arg(long)]
     pub flatten: bool,
-    /// png (alpha), webp (alpha, lossless), jpeg (on --bg), or mask.
-    #[arg(long, default_value = "png")]
-    pub format: OutputFormat,
-    /// Background colour for JPEG output.
-    #[arg(long, default_value = "#ffffff")]
-    pub bg: Rgb8,
     /// Output file name: {name} is the input's name without extension, {ext} the format's.
     #[arg(long, default_value = "{name}.{ext}", conflicts_with = "preset")]
     pub pattern: String,
@@ -322,17 +324,8 @@ pub struct BatchArgs {
     /// Print per-stage totals and peak memory at the end.
     #[arg(long)]
     pub stats: bool,
-    /// Use a named export preset (`backgrounderase presets list`): its
-    /// format, background, edges, layout and quality. A unique start of the
-    /// name is enough.
-    #[arg(
-        long,
-        value_name = "NAME",
-        conflicts_with_all = PRESET_SETS
-    )]
-    pub preset: Option<String>,
     #[command(flatten)]
-    pub finish: FinishArgs,
+    pub export: ExportArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -485,32 +478,29 @@ pub struct ExportSpec {
     pub pattern: Option<String>,
 }
 
-fn export_spec(
-    dirs: &AppDirs,
-    preset: Option<&str>,
-    format: OutputFormat,
-    background: Rgb8,
-    finish: &FinishArgs,
-) -> Result<ExportSpec> {
-    if let Some(name) = preset {
-        let preset = backgrounderase::presets::find(&dirs.config, name)?;
-        return Ok(ExportSpec {
-            format: preset.format,
-            background: preset.background_colour(),
-            jpeg_quality: preset.jpeg_quality.clamp(1, 100),
-            finish: preset.finish,
-            quality: preset.quality,
-            pattern: Some(preset.pattern),
-        });
+impl ExportArgs {
+    /// The export spec: the named preset's, or the options given.
+    fn spec(&self, dirs: &AppDirs) -> Result<ExportSpec> {
+        if let Some(name) = &self.preset {
+            let preset = backgrounderase::presets::find(&dirs.config, name)?;
+            return Ok(ExportSpec {
+                format: preset.format,
+                background: preset.background_colour(),
+                jpeg_quality: preset.jpeg_quality.clamp(1, 100),
+                finish: preset.finish,
+                quality: preset.quality,
+                pattern: Some(preset.pattern),
+            });
+        }
+        Ok(ExportSpec {
+            format: self.format,
+            background: self.bg,
+            jpeg_quality: backgrounderase::engine::encode::EncodeOptions::default().jpeg_quality,
+            finish: self.finish.settings()?,
+            quality: self.finish.quality,
+            pattern: None,
+        })
     }
-    Ok(ExportSpec {
-        format,
-        background,
-        jpeg_quality: backgrounderase::engine::encode::EncodeOptions::default().jpeg_quality,
-        finish: finish.settings()?,
-        quality: finish.quality,
-        pattern: None,
-    })
 }
 
 fn privacy(dirs: &AppDirs, action: PrivacyAction) -> Result<ExitCode> {

@@ -19,13 +19,7 @@ use backgrounderase::paths::AppDirs;
 use super::{EngineArgs, RemoveArgs};
 
 pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
-    let spec = super::export_spec(
-        dirs,
-        args.preset.as_deref(),
-        args.format,
-        args.bg,
-        &args.finish,
-    )?;
+    let spec = args.export.spec(dirs)?;
     let jobs = plan_jobs(&args.inputs, &args.output, spec.format)?;
     let mut engine = load_engine(dirs, &args.engine)?;
     let options = PipelineOptions {

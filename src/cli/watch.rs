@@ -16,7 +16,7 @@ use backgrounderase::engine::watch::FolderWatch;
 use backgrounderase::paths::AppDirs;
 
 use super::WatchArgs;
-use super::batch::{settings, write_report};
+use super::batch::{failure_line, settings, write_report};
 use super::remove::load_engine;
 
 pub fn run(dirs: &AppDirs, args: WatchArgs) -> Result<ExitCode> {
@@ -26,7 +26,7 @@ pub fn run(dirs: &AppDirs, args: WatchArgs) -> Result<ExitCode> {
         rescan,
         quiet,
     } = args;
-    settings(dirs, &args, "")?;
+    let mut settings = settings(dirs, &args)?;
     let mut watch = FolderWatch::new(
         &args.input,
         Some(&args.output),
@@ -39,7 +39,7 @@ pub fn run(dirs: &AppDirs, args: WatchArgs) -> Result<ExitCode> {
         );
     }
     let mut engine = load_engine(dirs, &args.engine)?;
-    let settings = settings(dirs, &args, &engine.model.id)?;
+    settings.model = engine.model.id.clone();
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create the output folder: {}", args.output.display()))?;
     if quiet {
@@ -80,12 +80,7 @@ pub fn run(dirs: &AppDirs, args: WatchArgs) -> Result<ExitCode> {
                         );
                     }
                     BatchEvent::Failed { index, reason } if !quiet => {
-                        let file = plan.jobs[index].input.display().to_string();
-                        if reason.contains(&file) {
-                            eprintln!("error: {reason}");
-                        } else {
-                            eprintln!("error: {reason}: {file}");
-                        }
+                        eprintln!("{}", failure_line(&reason, &plan.jobs[index].input));
                     }
                     _ => {}
                 },

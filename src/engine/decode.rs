@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbaImage};
 
+use super::colour::{ProfileSpace, cmyk_to_srgb, jpeg_cmyk_samples, profile_space};
 use crate::error::Error;
 use crate::limits::{MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE};
 
@@ -193,28 +194,23 @@ pub fn decode_bytes(
         .flatten()
         .filter(|p| !p.is_empty())
         .map(Arc::new);
-    let image = DynamicImage::from_decoder(decoder).map_err(|e| classify(e, path))?;
-    let (image, icc_profile) = match icc_profile {
-        // A CMYK JPEG: converted through its own profile, not the decoder's
-        // naive formula. The result is sRGB, so the CMYK profile (which no
-        // RGB file may carry) is not passed on.
-        Some(icc) if super::colour::profile_space(&icc) == super::colour::ProfileSpace::Cmyk => {
-            let converted =
-                super::colour::jpeg_cmyk_samples(bytes).and_then(|(inks, width, height)| {
-                    super::colour::cmyk_to_srgb(&inks, width, height, &icc)
-                });
-            (
-                converted.map(DynamicImage::ImageRgba8).unwrap_or(image),
-                None,
-            )
-        }
-        // Outputs are RGB: only an RGB profile describes them.
-        Some(icc) if super::colour::profile_space(&icc) == super::colour::ProfileSpace::Rgb => {
-            (image, Some(icc))
-        }
-        _ => (image, None),
+    let space = icc_profile.as_deref().map(|icc| profile_space(icc));
+    // A CMYK JPEG: converted through its own profile, not the decoder's
+    // naive formula (which is only the fallback).
+    let managed_cmyk = icc_profile
+        .as_deref()
+        .filter(|_| space == Some(ProfileSpace::Cmyk))
+        .and_then(|icc| {
+            let (inks, width, height) = jpeg_cmyk_samples(bytes)?;
+            cmyk_to_srgb(&inks, width, height, icc)
+        });
+    let mut image = match managed_cmyk {
+        Some(rgba) => DynamicImage::ImageRgba8(rgba),
+        None => DynamicImage::from_decoder(decoder).map_err(|e| classify(e, path))?,
     };
-    let mut image = image;
+    // Outputs are RGB (sRGB after a CMYK conversion): only an RGB profile
+    // describes them, so a CMYK or grey one is not passed on.
+    let icc_profile = icc_profile.filter(|_| space == Some(ProfileSpace::Rgb));
     image.apply_orientation(orientation);
     let has_alpha = image.color().has_alpha();
     Ok(DecodedImage {

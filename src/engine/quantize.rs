@@ -73,6 +73,12 @@ pub enum QuantizeError {
 /// Whether this CPU has int8 dot-product instructions; without them the
 /// int8 variant is not faster, so it is not offered.
 pub fn cpu_has_int8_dot_product() -> bool {
+    // Asked every frame by the Speed choice: detected once.
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(detect_int8_dot_product)
+}
+
+fn detect_int8_dot_product() -> bool {
     // For checking the refusal on machines that do have them.
     if std::env::var_os("BACKGROUNDERASE_ASSUME_NO_INT8").is_some() {
         return false;
@@ -112,12 +118,6 @@ pub struct QuantPlan {
     same_as: HashMap<String, String>,
     /// `(conv, relu)` node pairs whose Relu folds into the Conv's output.
     relu_folds: Vec<(usize, usize)>,
-}
-
-impl QuantPlan {
-    pub fn measured(&self) -> &[String] {
-        &self.measured
-    }
 }
 
 /// Which node outputs are float tensors, by following the graph (the op
@@ -391,12 +391,15 @@ pub fn quantize(
             .ok_or_else(|| QuantizeError::Calibration(format!("no range for {name}")))?;
         params.insert(name.clone(), activation_params(range));
     }
-    // Followed in plan order, so a chain of MaxPools finds its source.
-    for _ in 0..8 {
-        for (output, input) in &plan.same_as {
-            if let Some(p) = params.get(input).copied() {
-                params.entry(output.clone()).or_insert(p);
-            }
+    // A MaxPool or Resize output takes its source's parameters, following
+    // chains (MaxPool → MaxPool) back to a measured tensor.
+    for output in plan.same_as.keys() {
+        let mut source = output;
+        while let Some(input) = plan.same_as.get(source) {
+            source = input;
+        }
+        if let Some(p) = params.get(source).copied() {
+            params.insert(output.clone(), p);
         }
     }
     let mut removed = HashSet::new();
@@ -407,7 +410,7 @@ pub fn quantize(
     }
 
     // Weights and biases of the quantized convolutions.
-    let mut initializers: HashMap<String, usize> = graph
+    let initializers: HashMap<String, usize> = graph
         .initializer
         .iter()
         .enumerate()
@@ -556,7 +559,6 @@ pub fn quantize(
         .initializer
         .retain(|t| !replaced.contains(&t.name) || t.data_type != FLOAT);
     graph.initializer.extend(new_inits);
-    initializers.clear();
 
     // One topological order for the old and new nodes (Kahn), so every
     // tensor is made before it is read whatever order the file had.
