@@ -149,12 +149,9 @@ impl Engine {
         )?;
         times.run = t.elapsed();
         let t = Instant::now();
-        let mask = self.postprocessor.alpha_mask_from_looks(
-            &looks,
-            self.model.postprocess,
-            image.width(),
-            image.height(),
-        )?;
+        let mask =
+            self.postprocessor
+                .alpha_mask_from_looks(&looks, self.model.postprocess, image)?;
         let review = review::review(&looks.whole, self.model.postprocess);
         times.postprocess = t.elapsed();
         Ok((mask, review, times))

@@ -236,11 +236,10 @@ fn finish(
     let job = &jobs[index];
     let t = Instant::now();
     let review = review::review(&output.whole, post);
-    let mask =
-        match postprocessor.alpha_mask_from_looks(&output, post, image.width(), image.height()) {
-            Ok(mask) => mask,
-            Err(error) => return Outcome::Failed { index, error },
-        };
+    let mask = match postprocessor.alpha_mask_from_looks(&output, post, &image) {
+        Ok(mask) => mask,
+        Err(error) => return Outcome::Failed { index, error },
+    };
     let settings = options.finish.for_format(options.encode.format);
     let (image, mask) = match finish::render(&image, &mask, &job.strokes, &settings) {
         Ok(finished) => finished,
