@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::inference::to_alpha;
 use crate::engine::inference::{InferenceSession, ModelOutput};
 use crate::engine::preprocess::{ModelInput, Preprocessor};
+use crate::engine::refine::{Region, box_blur, tiles_holding};
 use crate::error::Error;
 use crate::models::catalog::PostProcess;
 
@@ -271,23 +272,13 @@ const COLOUR_TILE: usize = 128;
 /// chosen on the evaluation's dev split (`scripts/eval/looks-study`): 2
 /// model pixels, 0.05 and ½ lowered boundary MAE on 36 of 45 images.
 pub fn colour_edge(image: &RgbaImage, mask: &mut image::GrayImage, radius: usize) {
-    let (w, h) = (mask.width() as usize, mask.height() as usize);
-    if image.dimensions() != mask.dimensions() || w == 0 || h == 0 {
+    if image.dimensions() != mask.dimensions() {
         return;
     }
+    // Tiles read their neighbours' pixels as the model left them.
     let source = mask.clone();
-    for ty in (0..h).step_by(COLOUR_TILE) {
-        for tx in (0..w).step_by(COLOUR_TILE) {
-            let (tx1, ty1) = ((tx + COLOUR_TILE).min(w), (ty + COLOUR_TILE).min(h));
-            let unsure = (ty..ty1).any(|y| {
-                source.as_raw()[y * w + tx..y * w + tx1]
-                    .iter()
-                    .any(|v| UNSURE.contains(v))
-            });
-            if unsure {
-                colour_edge_tile(image, &source, mask, (tx, ty, tx1, ty1), radius);
-            }
-        }
+    for tile in tiles_holding(&source, COLOUR_TILE, |v| UNSURE.contains(&v)) {
+        colour_edge_tile(image, &source, mask, tile, radius);
     }
 }
 
@@ -295,17 +286,11 @@ fn colour_edge_tile(
     image: &RgbaImage,
     source: &image::GrayImage,
     mask: &mut image::GrayImage,
-    tile: (usize, usize, usize, usize),
+    tile: Region,
     r: usize,
 ) {
-    use crate::engine::refine::box_blur;
     let stride = source.width() as usize;
-    let (tx0, ty0, tx1, ty1) = tile;
-    let (x0, y0) = (tx0.saturating_sub(r), ty0.saturating_sub(r));
-    let (x1, y1) = (
-        (tx1 + r).min(stride),
-        (ty1 + r).min(source.height() as usize),
-    );
+    let Region { x0, y0, x1, y1 } = tile.grown(r, source);
     let (rw, rh) = (x1 - x0, y1 - y0);
     let index = |k: usize| (y0 + k / rw) * stride + x0 + k % rw;
     let alpha: Vec<u8> = (0..rw * rh).map(|k| source.as_raw()[index(k)]).collect();
@@ -340,8 +325,8 @@ fn colour_edge_tile(
     };
     let fg: Vec<Vec<f32>> = (0..3).map(|c| mean_of(&sure_fg, &share_fg, c)).collect();
     let bg: Vec<Vec<f32>> = (0..3).map(|c| mean_of(&sure_bg, &share_bg, c)).collect();
-    for y in ty0 - y0..ty1 - y0 {
-        for x in tx0 - x0..tx1 - x0 {
+    for y in tile.y0 - y0..tile.y1 - y0 {
+        for x in tile.x0 - x0..tile.x1 - x0 {
             let k = y * rw + x;
             let a = alpha[k];
             // Both kinds of sure pixel must be near for F and B to mean anything.

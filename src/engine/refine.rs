@@ -339,27 +339,9 @@ pub fn decontaminate(image: &RgbaImage, mask: &GrayImage) -> RgbaImage {
     let (w, h) = image.dimensions();
     let r = (edge_radius(w, h) * 3).max(6);
     let mut out = image.clone();
-    let (wu, hu) = (w as usize, h as usize);
-    let is_edge = |v: u8| v > 0 && v < 255;
-    for ty in (0..hu).step_by(DESPILL_TILE) {
-        for tx in (0..wu).step_by(DESPILL_TILE) {
-            let (tx1, ty1) = ((tx + DESPILL_TILE).min(wu), (ty + DESPILL_TILE).min(hu));
-            let has_edge = (ty..ty1).any(|y| {
-                mask.as_raw()[y * wu + tx..y * wu + tx1]
-                    .iter()
-                    .any(|&v| is_edge(v))
-            });
-            if !has_edge {
-                continue;
-            }
-            let region = Region {
-                x0: tx.saturating_sub(r),
-                y0: ty.saturating_sub(r),
-                x1: (tx1 + r).min(wu),
-                y1: (ty1 + r).min(hu),
-            };
-            decontaminate_region(image, mask, &mut out, region, (tx, ty, tx1, ty1), r);
-        }
+    for tile in tiles_holding(mask, DESPILL_TILE, |v| v > 0 && v < 255) {
+        let region = tile.grown(r, mask);
+        decontaminate_region(image, mask, &mut out, region, tile, r);
     }
     out
 }
@@ -367,22 +349,58 @@ pub fn decontaminate(image: &RgbaImage, mask: &GrayImage) -> RgbaImage {
 /// Side of the tiles `decontaminate` skips when they hold no edge pixel.
 const DESPILL_TILE: usize = 128;
 
-#[derive(Clone, Copy)]
-struct Region {
-    x0: usize,
-    y0: usize,
-    x1: usize,
-    y1: usize,
+/// A rectangle of mask pixels, `x1`/`y1` exclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: usize,
+    pub y1: usize,
 }
 
-/// Decontaminates the edge pixels of `tile` (x0, y0, x1, y1), reading the
+impl Region {
+    /// This rectangle widened by `r` on every side, inside `mask`.
+    pub fn grown(self, r: usize, mask: &GrayImage) -> Region {
+        Region {
+            x0: self.x0.saturating_sub(r),
+            y0: self.y0.saturating_sub(r),
+            x1: (self.x1 + r).min(mask.width() as usize),
+            y1: (self.y1 + r).min(mask.height() as usize),
+        }
+    }
+}
+
+/// The `side`-px tiles of `mask` holding at least one pixel that is
+/// `wanted`: the edge-only passes skip the rest (most of a photo is all
+/// subject or all background), working on each tile with a margin so that
+/// the result equals the whole-image computation.
+pub fn tiles_holding(mask: &GrayImage, side: usize, wanted: impl Fn(u8) -> bool) -> Vec<Region> {
+    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    let mut tiles = Vec::new();
+    for y0 in (0..h).step_by(side.max(1)) {
+        for x0 in (0..w).step_by(side.max(1)) {
+            let (x1, y1) = ((x0 + side).min(w), (y0 + side).min(h));
+            let holds = (y0..y1).any(|y| {
+                mask.as_raw()[y * w + x0..y * w + x1]
+                    .iter()
+                    .any(|&v| wanted(v))
+            });
+            if holds {
+                tiles.push(Region { x0, y0, x1, y1 });
+            }
+        }
+    }
+    tiles
+}
+
+/// Decontaminates the edge pixels of `tile`, reading the
 /// photo and mask within `region` (the tile plus the window radius).
 fn decontaminate_region(
     image: &RgbaImage,
     mask: &GrayImage,
     out: &mut RgbaImage,
     region: Region,
-    tile: (usize, usize, usize, usize),
+    tile: Region,
     r: usize,
 ) {
     let stride = image.width() as usize;
@@ -404,7 +422,12 @@ fn decontaminate_region(
     let sum_wb = box_blur(&wb, rw, rh, r);
     let sum_wf = box_blur(&wf, rw, rh, r);
     let raw = image.as_raw();
-    let (tx0, ty0, tx1, ty1) = tile;
+    let Region {
+        x0: tx0,
+        y0: ty0,
+        x1: tx1,
+        y1: ty1,
+    } = tile;
     for c in 0..3 {
         let channel: Vec<f32> = (0..rh)
             .flat_map(|y| (0..rw).map(move |x| (x, y)))
@@ -459,14 +482,7 @@ mod tests {
             x1: w as usize,
             y1: h as usize,
         };
-        decontaminate_region(
-            image,
-            mask,
-            &mut out,
-            all,
-            (0, 0, w as usize, h as usize),
-            r,
-        );
+        decontaminate_region(image, mask, &mut out, all, all, r);
         out
     }
 
