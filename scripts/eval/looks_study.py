@@ -5,6 +5,7 @@ the product's best quality is `src/engine/quality.rs`.
     scripts/eval/looks-study cache dev            # model passes, once per split (~15 s/image)
     scripts/eval/looks-study merge dev            # every merge below, mean and per-image oracle
     scripts/eval/looks-study merge dev --guided   # also guided-filter refinements (slow: ~1 min/image)
+    scripts/eval/looks-study merge dev --matte    # the shipped best's edge: colour line and closed-form matte
     scripts/eval/looks-study cache dev --u2net PATH/u2net.onnx   # a second network's looks
 
 Looks (raw ISNet outputs at 1024², float16, under $XDG_CACHE_HOME/backgrounderase/looks/SPLIT):
@@ -184,12 +185,63 @@ def guided(guide, p, r, eps):
     return box(a, r) * guide + box(b, r)
 
 
+def sure_colours(a, photo, r):
+    """Mean colours of the sure subject and sure background within r, their
+    squared distance, and where both are near (as `quality::matte_edge_tile`)."""
+    sf = (a > 242 / 255).astype(np.float32)
+    sb = (a < 13 / 255).astype(np.float32)
+    nf, nb = box(sf, r), box(sb, r)
+    fg = np.stack([box(photo[..., c] * sf, r) for c in range(3)], -1) / np.maximum(nf, 1e-6)[..., None]
+    bg = np.stack([box(photo[..., c] * sb, r) for c in range(3)], -1) / np.maximum(nb, 1e-6)[..., None]
+    contrast = ((fg - bg) ** 2).sum(-1)
+    return fg, bg, contrast, (nf > 0.02) & (nb > 0.02)
+
+
+def unsure(a):
+    return (a >= 6 / 255) & (a <= 249 / 255)
+
+
+def colour_line(a, photo, r, share=0.5, tau=0.05):
+    """The previous best's colour edge: I = αF + (1 − α)B solved for α, half of it averaged in."""
+    fg, bg, contrast, near = sure_colours(a, photo, r)
+    estimate = np.clip(((photo - bg) * (fg - bg)).sum(-1) / (contrast + 1e-6), 0, 1)
+    w = share * np.clip(contrast / tau, 0, 1) * near * unsure(a)
+    return a + w * (estimate - a)
+
+
+def closed_form(a, photo, width, height, grow=1):
+    """pymatting's closed-form matte of the photo at the model's side, trimap from `a`."""
+    from pymatting import estimate_alpha_cf
+    import contextlib
+    import io
+
+    s = min(1.0, SIDE / max(width, height))
+    w, h = max(1, round(width * s)), max(1, round(height * s))
+    small = np.asarray(Image.fromarray(np.uint8(np.round(photo * 255))).resize((w, h), Image.LANCZOS), dtype=np.float64) / 255
+    aw = np.clip(np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((w, h), Image.BILINEAR)), 0, 1)
+    tri = np.where(aw > 242 / 255, 1.0, np.where(aw < 13 / 255, 0.0, 0.5))
+    if grow:
+        tri[ndimage.binary_dilation(tri == 0.5, iterations=grow)] = 0.5
+    if not (tri == 1).any() or not (tri == 0).any() or not (tri == 0.5).any():
+        return a
+    with contextlib.redirect_stdout(io.StringIO()):
+        matte = estimate_alpha_cf(small, tri)
+    return up(matte, width, height)
+
+
+def matte_edge(a, photo, width, height, r, tau=0.05, share=1.0, grow=1):
+    """The shipped best's edge: the closed-form matte where the sure colours differ."""
+    _, _, contrast, near = sure_colours(a, photo, r)
+    w = share * np.clip(contrast / tau, 0, 1) * near * unsure(a)
+    return a + w * (closed_form(a, photo, width, height, grow) - a)
+
+
 def where_unsure(base, q, r):
     m = box(base, r)
     return np.where((m > 0.01) & (m < 0.99), np.clip(q, 0, 1), base)
 
 
-def merges(d, width, height, rect, photo, with_guided):
+def merges(d, width, height, rect, photo, with_guided, with_matte=False):
     out = {"standard": up(d["whole"], width, height)}
     sq = up((d["whole"] + d["whole_m"]) / 2, width, height)
     lb = up((d["lb"] + d["lb_m"]) / 2, width, height)
@@ -224,6 +276,15 @@ def merges(d, width, height, rect, photo, with_guided):
             out[f"+ U2-Net averaged ({w})"] = blend(up((1 - w) * sq_low + w * u2_low, width, height), c_sq)
         corr = ndimage.gaussian_filter(u2_low - sq_low, 12)
         out["+ U2-Net low frequencies (0.5, sigma 12)"] = blend(up(np.clip(sq_low + 0.5 * corr, 0, 1), width, height), c_sq)
+    if with_matte:
+        def model_px(k):
+            return max(3, round(k * max(width, height) / SIDE))
+        out["shipped + colour line (r2, half)"] = colour_line(shipped, photo, model_px(2))
+        for k in (2, 4):
+            for tau in (0.05, 0.2):
+                for share in (0.5, 1.0):
+                    out[f"shipped + matte (r{k}, tau {tau:g}, share {share:g})"] = matte_edge(
+                        shipped, photo, width, height, model_px(k), tau, share)
     if with_guided:
         grey = photo @ np.array([0.299, 0.587, 0.114], np.float32)
         for c in (0.5, 1, 2):
@@ -234,13 +295,13 @@ def merges(d, width, height, rect, photo, with_guided):
 
 
 def score_one(job):
-    split_dir, looks_dir, stem, with_guided = job
+    split_dir, looks_dir, stem, with_guided, with_matte = job
     d = np.load(looks_dir / f"{stem}.npz")
     meta = json.loads(str(d["meta"]))
     d = {k: d[k].astype(np.float32) for k in d.files if k != "meta"}
     truth = Truth(split_dir.parent, split_dir.name, stem)
     photo = np.asarray(Image.open(split_dir / "images" / f"{stem}.jpg").convert("RGB"), dtype=np.float32) / 255
-    found = merges(d, meta["W"], meta["H"], meta["rect"], photo, with_guided)
+    found = merges(d, meta["W"], meta["H"], meta["rect"], photo, with_guided, with_matte)
     return stem, {n: truth.score(np.round(a * 255) / 255, photo) for n, a in found.items()}
 
 
@@ -265,6 +326,7 @@ def main():
     parser.add_argument("--set", type=Path, default=CACHE / "eval-set")
     parser.add_argument("--u2net", type=Path, help="U²-Net ONNX file (rembg's u2net.onnx) for its looks")
     parser.add_argument("--guided", action="store_true", help="also score guided-filter refinements")
+    parser.add_argument("--matte", action="store_true", help="also score the colour-line and matte edges (pymatting)")
     parser.add_argument("--json", type=Path, help="write every score here")
     args = parser.parse_args()
     split_dir = args.set / args.split
@@ -277,7 +339,7 @@ def main():
         sys.exit(f"no cached looks: run `looks-study cache {args.split}` first ({looks_dir})")
     rows = {}
     with Pool(min(2, os.cpu_count() or 1)) as pool:
-        for stem, scores in pool.imap_unordered(score_one, [(split_dir, looks_dir, s, args.guided) for s in stems]):
+        for stem, scores in pool.imap_unordered(score_one, [(split_dir, looks_dir, s, args.guided, args.matte) for s in stems]):
             for name, s in scores.items():
                 rows.setdefault(name, {})[stem] = s
     report(rows, args.split)

@@ -8,6 +8,7 @@ pub mod encode;
 pub mod finish;
 pub mod inference;
 pub mod layout;
+pub mod matte;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;

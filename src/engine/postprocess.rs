@@ -6,7 +6,7 @@ use image::{GrayImage, RgbaImage};
 
 use crate::engine::inference::ModelOutput;
 use crate::engine::inference::to_alpha;
-use crate::engine::quality::{Looks, PixelRect, colour_edge};
+use crate::engine::quality::{Looks, PixelRect, matte_edge};
 use crate::engine::refine::box_blur;
 use crate::error::Error;
 use crate::models::catalog::PostProcess;
@@ -71,7 +71,7 @@ impl Postprocessor {
 
     /// The alpha mask of `image` from every look the model took: the whole
     /// photo's mask, with the subject pass (if any) taking over near the
-    /// subject's edge, then (best quality) the colour edge.
+    /// subject's edge, then (best quality) the matte edge.
     pub fn alpha_mask_from_looks(
         &mut self,
         looks: &Looks,
@@ -96,9 +96,9 @@ impl Postprocessor {
             let radius = (EDGE_BAND_MODEL_PIXELS * upscale).round().max(2.0) as usize;
             blend_near_edge(&mut mask, &closer, rect, radius);
         }
-        if looks.colour_edge {
-            let radius = (COLOUR_EDGE_MODEL_PIXELS * upscale).round().max(3.0) as usize;
-            colour_edge(image, &mut mask, radius);
+        if looks.matte_edge {
+            let radius = (MATTE_CONTRAST_MODEL_PIXELS * upscale).round().max(3.0) as usize;
+            matte_edge(image, &mut mask, radius)?;
         }
         Ok(mask)
     }
@@ -110,8 +110,9 @@ impl Postprocessor {
 const EDGE_BAND_MODEL_PIXELS: f32 = 4.0;
 
 /// Radius (in model pixels of the whole pass, at least 3 photo pixels) of
-/// the colour samples for `colour_edge`; 2 beat 4 on the dev split.
-const COLOUR_EDGE_MODEL_PIXELS: f32 = 2.0;
+/// the subject and background colour samples that decide where
+/// `matte_edge`'s matte counts; 4 beat 2 on the dev split.
+const MATTE_CONTRAST_MODEL_PIXELS: f32 = 4.0;
 
 /// Inside `rect`, averages `mask` with `closer` within `radius` px of the
 /// mask's α = ½ edge, fading back to `mask` alone by `2·radius`. Far from
