@@ -258,7 +258,7 @@ def merges(d, width, height, rect, photo, with_guided, with_matte=False):
         return near_edge_blend(base, closer, rect, width, height, **kw)
 
     out["mirror"] = sq
-    out["shipped (mirror + subject)"] = shipped = blend(sq, c_sq)
+    out["shipped passes (mirror + subject)"] = shipped = blend(sq, c_sq)
     out["+ upside down"] = blend(vf, c_v)
     out["+ letterbox"] = blend((sq + lb) / 2, c_sq)
     out["+ letterbox, crop letterbox"] = blend((sq + lb) / 2, c_lb)
@@ -309,11 +309,11 @@ def report(rows, split):
     names, stems = list(rows), sorted(rows["standard"])
     base = np.mean([rows["standard"][s]["bmae"] for s in stems])
     print(f"{split} split, {len(stems)} images; boundary MAE change against the standard pass; "
-          f"wins: images with a lower boundary MAE than the shipped best")
+          f"wins: images with a lower boundary MAE than the shipped passes (before the edge step)")
     print(f"{'merge':44} {'IoU':>7} {'bMAE':>7} {'change':>7} {'recomp':>7} {'wins':>5}")
     for n in names:
         mean = {k: np.mean([rows[n][s][k] for s in stems]) for k in ("iou", "bmae", "recomp")}
-        wins = sum(rows[n][s]["bmae"] < rows["shipped (mirror + subject)"][s]["bmae"] for s in stems)
+        wins = sum(rows[n][s]["bmae"] < rows["shipped passes (mirror + subject)"][s]["bmae"] for s in stems)
         print(f"{n:44} {mean['iou']:7.4f} {mean['bmae']:7.4f} {mean['bmae'] / base - 1:+7.1%} {mean['recomp']:7.4f} {wins:5}")
     oracle = np.mean([min(rows[n][s]["bmae"] for n in names) for s in stems])
     print(f"{'oracle: the best merge for each image':44} {'':7} {oracle:7.4f} {oracle / base - 1:+7.1%}")
