@@ -225,7 +225,8 @@ pub struct FinishArgs {
     #[arg(long)]
     pub shadow: bool,
     /// standard (one pass) or best: the model also sees the photo mirrored
-    /// and takes a closer look at the subject's edge (up to 4 passes).
+    /// and takes a closer look at the subject's edge (up to 4 passes), then
+    /// the unsure edge is redrawn from the photo's colours (a matte).
     #[arg(long, default_value = "standard")]
     pub quality: backgrounderase::engine::quality::Quality,
 }
