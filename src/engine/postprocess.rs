@@ -98,7 +98,7 @@ impl Postprocessor {
         }
         if looks.matte_edge {
             let radius = (MATTE_CONTRAST_MODEL_PIXELS * upscale).round().max(3.0) as usize;
-            matte_edge(image, &mut mask, radius)?;
+            matte_edge(&mut self.resizer, image, &mut mask, radius)?;
         }
         Ok(mask)
     }

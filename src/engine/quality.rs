@@ -280,11 +280,16 @@ const MATTE_ITERATIONS: usize = 50;
 /// Chosen on the evaluation's dev split (`scripts/eval/looks-study`):
 /// boundary MAE 0.1192 with the earlier colour-line estimate, 0.1161 with
 /// the matte, lower on 30 of 45 images.
-pub fn matte_edge(image: &RgbaImage, mask: &mut GrayImage, radius: usize) -> Result<(), Error> {
+pub fn matte_edge(
+    resizer: &mut Resizer,
+    image: &RgbaImage,
+    mask: &mut GrayImage,
+    radius: usize,
+) -> Result<(), Error> {
     if image.dimensions() != mask.dimensions() {
         return Ok(());
     }
-    let Some(matte) = photo_matte(image, mask)? else {
+    let Some(matte) = photo_matte(resizer, image, mask)? else {
         return Ok(());
     };
     // Tiles read their neighbours' pixels as the model left them.
@@ -298,7 +303,11 @@ pub fn matte_edge(image: &RgbaImage, mask: &mut GrayImage, radius: usize) -> Res
 /// The closed-form matte of `image` with the trimap `mask` gives, at full
 /// resolution (F32 pixels); `None` when the mask has no unsure pixel or lacks sure
 /// subject or sure background.
-fn photo_matte(image: &RgbaImage, mask: &GrayImage) -> Result<Option<Image<'static>>, Error> {
+fn photo_matte(
+    resizer: &mut Resizer,
+    image: &RgbaImage,
+    mask: &GrayImage,
+) -> Result<Option<Image<'static>>, Error> {
     let (width, height) = image.dimensions();
     let scale = (MATTE_SIDE as f32 / width.max(height) as f32).min(1.0);
     let w = ((width as f32 * scale).round() as u32).max(1);
@@ -306,7 +315,6 @@ fn photo_matte(image: &RgbaImage, mask: &GrayImage) -> Result<Option<Image<'stat
     let bad = |what: &str, e: String| Error::ModelOutput {
         detail: format!("cannot {what} for the matte ({e})"),
     };
-    let mut resizer = Resizer::new();
     let mut small_photo = Image::new(w, h, PixelType::U8x4);
     let lanczos = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
@@ -560,7 +568,7 @@ mod tests {
         let (photo, mut mask, truth) = edge_case([230, 120, 40]);
         let before = mask.clone();
         let error_before = error_against(&mask, &truth);
-        matte_edge(&photo, &mut mask, 8).expect("same-size images");
+        matte_edge(&mut Resizer::new(), &photo, &mut mask, 8).expect("same-size images");
         let error_after = error_against(&mask, &truth);
         // The matte is taken where both sure colours are within the
         // radius; the pixels farther out keep the model's value.
@@ -580,7 +588,7 @@ mod tests {
     fn the_matte_edge_leaves_the_mask_alone_where_subject_and_background_look_alike() {
         let (photo, mut mask, _) = edge_case([32, 62, 198]);
         let before = mask.clone();
-        matte_edge(&photo, &mut mask, 8).expect("same-size images");
+        matte_edge(&mut Resizer::new(), &photo, &mut mask, 8).expect("same-size images");
         let moved = before
             .as_raw()
             .iter()
