@@ -6,6 +6,7 @@ the product's best quality is `src/engine/quality.rs`.
     scripts/eval/looks-study merge dev            # every merge below, mean and per-image oracle
     scripts/eval/looks-study merge dev --guided   # also guided-filter refinements (slow: ~1 min/image)
     scripts/eval/looks-study merge dev --matte    # the shipped best's edge: colour line and closed-form matte
+    scripts/eval/looks-study merge dev --matte all  # and matte variants that need another solve (~40 min)
     scripts/eval/looks-study cache dev --u2net PATH/u2net.onnx   # a second network's looks
 
 Looks (raw ISNet outputs at 1024², float16, under $XDG_CACHE_HOME/backgrounderase/looks/SPLIT):
@@ -185,16 +186,25 @@ def guided(guide, p, r, eps):
     return box(a, r) * guide + box(b, r)
 
 
-def sure_colours(a, photo, r):
+def sure_colours(a, photo, r, spread=False):
     """Mean colours of the sure subject and sure background within r, their
-    squared distance, and where both are near (as `quality::matte_edge_tile`)."""
+    squared distance, and where both are near (as `quality::matte_edge_tile`);
+    with `spread`, also each side's colour variance (summed over RGB)."""
     sf = (a > 242 / 255).astype(np.float32)
     sb = (a < 13 / 255).astype(np.float32)
     nf, nb = box(sf, r), box(sb, r)
-    fg = np.stack([box(photo[..., c] * sf, r) for c in range(3)], -1) / np.maximum(nf, 1e-6)[..., None]
-    bg = np.stack([box(photo[..., c] * sb, r) for c in range(3)], -1) / np.maximum(nb, 1e-6)[..., None]
+
+    def mean(v, s, n):
+        return np.stack([box(v[..., c] * s, r) for c in range(3)], -1) / np.maximum(n, 1e-6)[..., None]
+
+    fg, bg = mean(photo, sf, nf), mean(photo, sb, nb)
     contrast = ((fg - bg) ** 2).sum(-1)
-    return fg, bg, contrast, (nf > 0.02) & (nb > 0.02)
+    near = (nf > 0.02) & (nb > 0.02)
+    if not spread:
+        return fg, bg, contrast, near
+    var_fg = np.clip(mean(photo**2, sf, nf) - fg**2, 0, None).sum(-1)
+    var_bg = np.clip(mean(photo**2, sb, nb) - bg**2, 0, None).sum(-1)
+    return fg, bg, contrast, near, var_fg, var_bg
 
 
 def unsure(a):
@@ -209,8 +219,9 @@ def colour_line(a, photo, r, share=0.5, tau=0.05):
     return a + w * (estimate - a)
 
 
-def closed_form(a, photo, width, height, grow=1):
-    """pymatting's closed-form matte of the photo at the model's side, trimap from `a`."""
+def closed_form(a, photo, width, height, grow=1, epsilon=1e-7, sure=13):
+    """pymatting's closed-form matte of the photo at the model's side, trimap
+    from `a` (sure below `sure` and above 255 − `sure`, of 255)."""
     from pymatting import estimate_alpha_cf
     import contextlib
     import io
@@ -219,21 +230,25 @@ def closed_form(a, photo, width, height, grow=1):
     w, h = max(1, round(width * s)), max(1, round(height * s))
     small = np.asarray(Image.fromarray(np.uint8(np.round(photo * 255))).resize((w, h), Image.LANCZOS), dtype=np.float64) / 255
     aw = np.clip(np.asarray(Image.fromarray(a.astype(np.float32), "F").resize((w, h), Image.BILINEAR)), 0, 1)
-    tri = np.where(aw > 242 / 255, 1.0, np.where(aw < 13 / 255, 0.0, 0.5))
+    tri = np.where(aw > (255 - sure) / 255, 1.0, np.where(aw < sure / 255, 0.0, 0.5))
     if grow:
         tri[ndimage.binary_dilation(tri == 0.5, iterations=grow)] = 0.5
     if not (tri == 1).any() or not (tri == 0).any() or not (tri == 0.5).any():
         return a
     with contextlib.redirect_stdout(io.StringIO()):
-        matte = estimate_alpha_cf(small, tri)
+        matte = estimate_alpha_cf(small, tri, laplacian_kwargs={"epsilon": epsilon})
     return up(matte, width, height)
 
 
-def matte_edge(a, photo, width, height, r, tau=0.05, share=1.0, grow=1):
-    """The shipped best's edge: the closed-form matte where the sure colours differ."""
-    _, _, contrast, near = sure_colours(a, photo, r)
-    w = share * np.clip(contrast / tau, 0, 1) * near * unsure(a)
-    return a + w * (closed_form(a, photo, width, height, grow) - a)
+def matte_edge(a, photo, matte, r, tau=0.05, share=1.0, spread=0.0, cap=None):
+    """The shipped best's edge: `matte` (`closed_form`) where the sure colours
+    differ. Variants tried on dev: `spread` > 0 asks for more contrast where
+    the sides' colours vary (a Fisher-like gate against busy backgrounds);
+    `cap` limits how far the matte may move the mask."""
+    _, _, contrast, near, var_fg, var_bg = sure_colours(a, photo, r, spread=True)
+    w = share * np.clip(contrast / (tau + spread * (var_fg + var_bg)), 0, 1) * near * unsure(a)
+    step = w * (matte - a)
+    return a + (step if cap is None else np.clip(step, -cap, cap))
 
 
 def where_unsure(base, q, r):
@@ -280,11 +295,30 @@ def merges(d, width, height, rect, photo, with_guided, with_matte=False):
         def model_px(k):
             return max(3, round(k * max(width, height) / SIDE))
         out["shipped + colour line (r2, half)"] = colour_line(shipped, photo, model_px(2))
+        matte = closed_form(shipped, photo, width, height)
         for k in (2, 4):
             for tau in (0.05, 0.2):
                 for share in (0.5, 1.0):
                     out[f"shipped + matte (r{k}, tau {tau:g}, share {share:g})"] = matte_edge(
-                        shipped, photo, width, height, model_px(k), tau, share)
+                        shipped, photo, matte, model_px(k), tau, share)
+        # Later variants, around the shipped r4, tau 0.05, share 1.
+        r4 = model_px(4)
+        for spread in (0.5, 2):
+            out[f"  colour spread gate x{spread:g}"] = matte_edge(shipped, photo, matte, r4, spread=spread)
+        for cap in (0.2, 0.3):
+            out[f"  step capped at {cap:g}"] = matte_edge(shipped, photo, matte, r4, cap=cap)
+        if with_matte == "all":
+            for eps in (1e-6, 1e-5):
+                out[f"  epsilon {eps:g}"] = matte_edge(
+                    shipped, photo, closed_form(shipped, photo, width, height, epsilon=eps), r4)
+            for sure in (5, 25):
+                out[f"  sure below {sure} / above {255 - sure}"] = matte_edge(
+                    shipped, photo, closed_form(shipped, photo, width, height, sure=sure), r4)
+            others = {"+ letterbox + zoom-out": out["+ letterbox + zoom-out"]}
+            if "u2" in d:
+                others["+ U2-Net averaged (0.25)"] = out["+ U2-Net averaged (0.25)"]
+            for name, base in others.items():
+                out[f"{name} + matte"] = matte_edge(base, photo, closed_form(base, photo, width, height), r4)
     if with_guided:
         grey = photo @ np.array([0.299, 0.587, 0.114], np.float32)
         for c in (0.5, 1, 2):
@@ -326,7 +360,9 @@ def main():
     parser.add_argument("--set", type=Path, default=CACHE / "eval-set")
     parser.add_argument("--u2net", type=Path, help="U²-Net ONNX file (rembg's u2net.onnx) for its looks")
     parser.add_argument("--guided", action="store_true", help="also score guided-filter refinements")
-    parser.add_argument("--matte", action="store_true", help="also score the colour-line and matte edges (pymatting)")
+    parser.add_argument("--matte", nargs="?", const="shipped", choices=["shipped", "all"],
+                        help="also score the colour-line and matte edges (pymatting); "
+                        "`--matte all` also solves the matte again for other epsilons, trimaps and merges (slow)")
     parser.add_argument("--json", type=Path, help="write every score here")
     args = parser.parse_args()
     split_dir = args.set / args.split
