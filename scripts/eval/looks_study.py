@@ -245,8 +245,12 @@ def matte_edge(a, photo, matte, r, tau=0.05, share=1.0, spread=0.0, cap=None):
     differ. Variants tried on dev: `spread` > 0 asks for more contrast where
     the sides' colours vary (a Fisher-like gate against busy backgrounds);
     `cap` limits how far the matte may move the mask."""
-    _, _, contrast, near, var_fg, var_bg = sure_colours(a, photo, r, spread=True)
-    w = share * np.clip(contrast / (tau + spread * (var_fg + var_bg)), 0, 1) * near * unsure(a)
+    if spread:
+        _, _, contrast, near, var_fg, var_bg = sure_colours(a, photo, r, spread=True)
+        tau = tau + spread * (var_fg + var_bg)
+    else:
+        _, _, contrast, near = sure_colours(a, photo, r)
+    w = share * np.clip(contrast / tau, 0, 1) * near * unsure(a)
     step = w * (matte - a)
     return a + (step if cap is None else np.clip(step, -cap, cap))
 
