@@ -17,6 +17,7 @@ pub mod quantize;
 pub mod refine;
 pub mod review;
 pub mod runtime;
+pub mod second_opinion;
 pub mod upcast;
 pub mod watch;
 
@@ -32,6 +33,7 @@ use inference::{InferenceSession, ModelOutput, ProviderReport, SessionOptions};
 use postprocess::Postprocessor;
 use preprocess::Preprocessor;
 use quality::Quality;
+use second_opinion::SecondOpinionSlot;
 
 /// Time spent in each stage for one image.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -53,6 +55,8 @@ pub struct Engine {
     /// Prepares the best-quality subject crop.
     pub crop_preprocessor: Preprocessor,
     pub postprocessor: Postprocessor,
+    /// Best quality's second network, loaded when first asked for.
+    pub second_opinion: SecondOpinionSlot,
 }
 
 impl Engine {
@@ -78,6 +82,7 @@ impl Engine {
             .then_some(copy_dir.as_path());
         let session = InferenceSession::load(runtime, &model, &model_path, options, cpu_copy_dir)?;
         Ok(Self {
+            second_opinion: SecondOpinionSlot::new(dirs, catalog, &model, options),
             preprocessor: Preprocessor::new(&model),
             crop_preprocessor: Preprocessor::new(&model),
             postprocessor: Postprocessor::new(),
@@ -140,9 +145,14 @@ impl Engine {
         let input = self.preprocessor.prepare(image);
         times.preprocess = t.elapsed();
         let t = Instant::now();
+        let second_opinion = match quality {
+            Quality::Best => self.second_opinion.get(),
+            Quality::Standard => None,
+        };
         let looks = quality::look(
             &mut self.session,
             &mut self.crop_preprocessor,
+            second_opinion,
             image,
             &input,
             quality,

@@ -140,6 +140,7 @@ pub fn run(
         crop_preprocessor,
         session,
         postprocessor,
+        second_opinion,
         ..
     } = engine;
 
@@ -181,9 +182,14 @@ pub fn run(
                     tracing::debug!(index = p.index, "inference starts");
                     let t = Instant::now();
                     let mut times = p.times;
+                    let second_opinion = match quality {
+                        Quality::Best => second_opinion.get(),
+                        Quality::Standard => None,
+                    };
                     quality::look(
                         session,
                         crop_preprocessor,
+                        second_opinion,
                         &p.image,
                         &p.input,
                         quality,

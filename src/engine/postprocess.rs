@@ -8,6 +8,7 @@ use crate::engine::inference::ModelOutput;
 use crate::engine::inference::to_alpha;
 use crate::engine::quality::{Looks, PixelRect, matte_edge};
 use crate::engine::refine::box_blur;
+use crate::engine::second_opinion::regions_to_take;
 use crate::error::Error;
 use crate::models::catalog::PostProcess;
 
@@ -44,34 +45,96 @@ impl Postprocessor {
             )));
         }
         let alpha = to_alpha(&output.data, post);
-        let src_bytes: Vec<u8> = alpha.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let src = Image::from_vec_u8(output.width, output.height, src_bytes, PixelType::F32)
-            .map_err(|e| {
-                bad(format!(
-                    "{}×{} mask with {} values ({e})",
-                    output.width,
-                    output.height,
-                    output.data.len()
-                ))
-            })?;
-        let mut dst = Image::new(width.max(1), height.max(1), PixelType::F32);
-        let options =
-            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
-        self.resizer
-            .resize(&src, &mut dst, &options)
-            .map_err(|e| bad(format!("cannot upsample the mask ({e})")))?;
-        let pixels = dst
-            .buffer()
-            .chunks_exact(4)
-            .map(|b| unit_to_u8(f32::from_ne_bytes([b[0], b[1], b[2], b[3]])))
+        let pixels = self
+            .resized(&alpha, (output.width, output.height), (width, height))?
+            .into_iter()
+            .map(unit_to_u8)
             .collect();
         GrayImage::from_raw(width.max(1), height.max(1), pixels)
             .ok_or_else(|| bad("mask size mismatch".into()))
     }
 
+    /// `values` (`from`, row-major) resized to `to` with Catmull-Rom.
+    fn resized(
+        &mut self,
+        values: &[f32],
+        from: (u32, u32),
+        to: (u32, u32),
+    ) -> Result<Vec<f32>, Error> {
+        let bad = |detail: String| Error::ModelOutput { detail };
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let src = Image::from_vec_u8(from.0, from.1, bytes, PixelType::F32).map_err(|e| {
+            bad(format!(
+                "{}×{} mask with {} values ({e})",
+                from.0,
+                from.1,
+                values.len()
+            ))
+        })?;
+        let mut dst = Image::new(to.0.max(1), to.1.max(1), PixelType::F32);
+        let options =
+            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+        self.resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(|e| bad(format!("cannot resize the mask ({e})")))?;
+        Ok(dst
+            .buffer()
+            .chunks_exact(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    /// Where the second opinion disagrees with the whole pass over a
+    /// sizeable region and is surer there (`second_opinion::regions_to_take`,
+    /// decided at the whole pass's resolution), its answer replaces `mask`'s.
+    fn take_second_opinion(
+        &mut self,
+        whole: &ModelOutput,
+        post: PostProcess,
+        second: &ModelOutput,
+        mask: &mut GrayImage,
+    ) -> Result<(), Error> {
+        let (w, h) = (whole.width, whole.height);
+        if second.data.len() != second.width as usize * second.height as usize
+            || whole.data.len() != w as usize * h as usize
+        {
+            return Err(Error::ModelOutput {
+                detail: format!(
+                    "a second opinion of {}×{} with {} values",
+                    second.width,
+                    second.height,
+                    second.data.len()
+                ),
+            });
+        }
+        let first = to_alpha(&whole.data, post);
+        let answer: Vec<f32> = self
+            .resized(&second.data, (second.width, second.height), (w, h))?
+            .into_iter()
+            .map(|v| v.clamp(0.0, 1.0))
+            .collect();
+        let take = regions_to_take(&first, &answer, w as usize, h as usize);
+        if !take.contains(&true) {
+            return Ok(());
+        }
+        let (width, height) = mask.dimensions();
+        let share: Vec<f32> = take.iter().map(|&t| f32::from(u8::from(t))).collect();
+        let share = self.resized(&share, (w, h), (width, height))?;
+        let answer = self.resized(&answer, (w, h), (width, height))?;
+        for ((m, t), a) in mask.iter_mut().zip(share).zip(answer) {
+            let t = t.clamp(0.0, 1.0);
+            if t > 0.0 {
+                let model = f32::from(*m) / 255.0;
+                *m = unit_to_u8(model + t * (a.clamp(0.0, 1.0) - model));
+            }
+        }
+        Ok(())
+    }
+
     /// The alpha mask of `image` from every look the model took: the whole
     /// photo's mask, with the subject pass (if any) taking over near the
-    /// subject's edge, then (best quality) the matte edge.
+    /// subject's edge, the second opinion's answer where it overrules the
+    /// whole pass, then (best quality) the matte edge.
     pub fn alpha_mask_from_looks(
         &mut self,
         looks: &Looks,
@@ -95,6 +158,9 @@ impl Postprocessor {
             // of the band the closer look should redraw.
             let radius = (EDGE_BAND_MODEL_PIXELS * upscale).round().max(2.0) as usize;
             blend_near_edge(&mut mask, &closer, rect, radius);
+        }
+        if let Some(second) = &looks.second_opinion {
+            self.take_second_opinion(&looks.whole, post, second, &mut mask)?;
         }
         if looks.matte_edge {
             let radius = (MATTE_CONTRAST_MODEL_PIXELS * upscale).round().max(3.0) as usize;

@@ -18,6 +18,12 @@
 //!   something. The model sees a squeezed 1024² copy; the matte follows the
 //!   photo's own colours.
 //!
+//! - **Second opinion:** a network of another family (U²-Netp) looks at
+//!   the whole photo too; where it and the main model disagree about a
+//!   sizeable region and it is surer, its answer replaces the main
+//!   model's there (`engine::second_opinion`), which mends most photos
+//!   where the main model took the wrong subject.
+//!
 //! Which of these run, and how they merge, was chosen on the evaluation
 //! set's dev split (`scripts/eval-quality --split dev`); README has the
 //! test split's figures and the time per megapixel.
@@ -35,6 +41,7 @@ use crate::engine::inference::{InferenceSession, ModelOutput};
 use crate::engine::matte::{MatteProblem, closed_form_matte};
 use crate::engine::preprocess::{ModelInput, Preprocessor};
 use crate::engine::refine::{Region, box_blur, tiles_holding};
+use crate::engine::second_opinion::SecondOpinion;
 use crate::error::Error;
 use crate::models::catalog::PostProcess;
 
@@ -113,6 +120,10 @@ pub struct Looks {
     pub subject: Option<SubjectLook>,
     /// Redraw the unsure band from the photo's colours (`matte_edge`).
     pub matte_edge: bool,
+    /// Another network's alpha for the whole photo (0..1 at its own
+    /// resolution), which decides the regions where it disagrees with the
+    /// main model and is surer (`engine::second_opinion`).
+    pub second_opinion: Option<ModelOutput>,
 }
 
 impl From<ModelOutput> for Looks {
@@ -121,6 +132,7 @@ impl From<ModelOutput> for Looks {
             whole,
             subject: None,
             matte_edge: false,
+            second_opinion: None,
         }
     }
 }
@@ -134,9 +146,12 @@ const MIN_ZOOM: f32 = 1.05;
 /// Runs the model on `image` (already prepared as `input`) as `quality`
 /// asks. `crop_preprocessor` prepares the subject crop; it is separate from
 /// the one that made `input` so that each pipeline stage owns its own.
+/// `second_opinion` (best quality only) is asked about the whole photo; if
+/// it fails, the photo goes on without it.
 pub fn look(
     session: &mut InferenceSession,
     crop_preprocessor: &mut Preprocessor,
+    second_opinion: Option<&mut SecondOpinion>,
     image: &RgbaImage,
     input: &ModelInput,
     quality: Quality,
@@ -157,10 +172,17 @@ pub fn look(
         }
         None => None,
     };
+    let second_opinion = second_opinion.and_then(|second| {
+        second
+            .answer(image)
+            .inspect_err(|e| tracing::warn!("no second opinion for this photo: {e}"))
+            .ok()
+    });
     Ok(Looks {
         whole,
         subject,
         matte_edge: true,
+        second_opinion,
     })
 }
 
@@ -192,7 +214,7 @@ pub fn mirror_input(input: &ModelInput) -> ModelInput {
     }
 }
 
-fn mirror_output(output: &ModelOutput) -> ModelOutput {
+pub fn mirror_output(output: &ModelOutput) -> ModelOutput {
     ModelOutput {
         data: mirror_rows(&output.data, output.width),
         ..*output
