@@ -553,6 +553,7 @@ fn remove_at_best_quality_matches_the_library_and_a_bad_quality_is_refused() {
         .unwrap();
     let (_, stderr) = text(&output);
     assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("second opinion"), "{stderr}");
     let produced = image::open(&target).unwrap().to_rgba8();
     let image = decode_file(&photo, DecodeLimits::default()).unwrap().rgba;
     let (best, _) = common::engine().mask_at(&image, Quality::Best).unwrap();
@@ -579,6 +580,39 @@ fn remove_at_best_quality_matches_the_library_and_a_bad_quality_is_refused() {
         stderr.contains("ultra") && stderr.contains("standard or best"),
         "{stderr}"
     );
+}
+
+/// Best quality without its second opinion's model (u2netp) still makes
+/// the cut-out, says what it lacks and how to add it, and downloads nothing;
+/// standard quality has nothing to say about it.
+#[test]
+fn best_quality_without_its_second_opinion_says_so_and_still_works() {
+    let (home, dirs) = common::fresh_profile();
+    std::fs::remove_file(dirs.models_dir().join("u2netp.onnx")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for quality in ["best", "standard"] {
+        let target = out.path().join(format!("coffee-{quality}.png"));
+        let output = cli()
+            .env("BACKGROUNDERASE_HOME", home.path())
+            .args(["remove", "--quality", quality])
+            .arg(fixture("photos/coffee.jpg"))
+            .arg("-o")
+            .arg(&target)
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&output);
+        assert!(output.status.success(), "{stderr}");
+        assert!(target.is_file());
+        let noted = stderr.contains("without its second opinion (u2netp");
+        assert_eq!(noted, quality == "best", "{quality}: {stderr}");
+        if noted {
+            assert!(
+                stderr.contains("backgrounderase models download u2netp"),
+                "{stderr}"
+            );
+        }
+    }
+    assert!(!dirs.models_dir().join("u2netp.onnx").exists());
 }
 
 /// A marketplace spec from the command line: a square canvas where the

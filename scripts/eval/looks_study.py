@@ -8,6 +8,8 @@ the product's best quality is `src/engine/quality.rs`.
     scripts/eval/looks-study merge dev --matte    # the shipped best's edge: colour line and closed-form matte
     scripts/eval/looks-study merge dev --matte all  # and matte variants that need another solve (~40 min)
     scripts/eval/looks-study cache dev --u2net PATH/u2net.onnx   # a second network's looks
+    scripts/eval/looks-study cache dev --u2netp PATH/u2netp.onnx # the shipped second opinion's
+    scripts/eval/looks-study merge dev --matte    # with u2p looks cached: the second-opinion variants
 
 Looks (raw ISNet outputs at 1024², float16, under $XDG_CACHE_HOME/backgrounderase/looks/SPLIT):
   whole, whole_m   the photo squeezed to the square, and mirrored (the shipped first pass)
@@ -17,6 +19,7 @@ Looks (raw ISNet outputs at 1024², float16, under $XDG_CACHE_HOME/backgroundera
   zo, zo_m         zoomed out: squeezed to 0.8 of the square, edges replicated around
   clb, clb_m       the subject crop letterboxed
   u2, u2_m         U²-Net (320², rembg's normalisation), when --u2net is given
+  u2p, u2p_m       U²-Netp likewise, when --u2netp is given (best quality's second opinion)
 
 Tune on dev only; the test split is for the one report at the end.
 """
@@ -96,13 +99,14 @@ def subject_crop(alpha, width, height):
     return r if zoom >= 1.05 else None
 
 
-def cache_looks(split_dir, out, u2net):
+def cache_looks(split_dir, out, u2net, u2netp=None):
     out.mkdir(parents=True, exist_ok=True)
     run = session(isnet_model())
     run_u2 = session(u2net) if u2net else None
+    run_u2p = session(u2netp) if u2netp else None
     for path in sorted((split_dir / "images").glob("*")):
         target = out / f"{path.stem}.npz"
-        if target.exists() and not u2net:
+        if target.exists() and not (u2net or u2netp):
             continue
         started = time.monotonic()
         img = Image.open(path).convert("RGB")
@@ -135,6 +139,8 @@ def cache_looks(split_dir, out, u2net):
             meta = {"W": width, "H": height, "rect": rect}
         if run_u2 and "u2" not in looks:
             looks["u2"], looks["u2_m"] = u2net_looks(run_u2, img)
+        if run_u2p and "u2p" not in looks:
+            looks["u2p"], looks["u2p_m"] = u2net_looks(run_u2p, img)
         np.savez_compressed(target, meta=json.dumps(meta), **{k: np.asarray(v, np.float16) for k, v in looks.items()})
         print(f"{path.stem} {width}x{height} {time.monotonic() - started:.1f}s", flush=True)
 
@@ -255,6 +261,23 @@ def matte_edge(a, photo, matte, r, tau=0.05, share=1.0, spread=0.0, cap=None):
     return a + (step if cap is None else np.clip(step, -cap, cap))
 
 
+def second_opinion_regions(first, second, min_share=0.01, margin=0.0):
+    """As `second_opinion::regions_to_take`: at 1024², the regions (after a
+    2-pixel opening) where the two disagree about ½, of at least `min_share`
+    of the frame, where `second` is surer (mean |2a − 1|) by more than
+    `margin`; grown by 2 pixels."""
+    disagree = ndimage.binary_opening((first >= 0.5) != (second >= 0.5), iterations=2)
+    labels, n = ndimage.label(disagree)
+    take = np.zeros(first.shape, bool)
+    for k in range(1, n + 1):
+        region = labels == k
+        if region.mean() < min_share:
+            continue
+        if np.abs(2 * second[region] - 1).mean() > np.abs(2 * first[region] - 1).mean() + margin:
+            take |= region
+    return ndimage.binary_dilation(take, iterations=2)
+
+
 def where_unsure(base, q, r):
     m = box(base, r)
     return np.where((m > 0.01) & (m < 0.99), np.clip(q, 0, 1), base)
@@ -307,6 +330,21 @@ def merges(d, width, height, rect, photo, with_guided, with_matte=False):
                         shipped, photo, matte, model_px(k), tau, share)
         # Later variants, around the shipped r4, tau 0.05, share 1.
         r4 = model_px(4)
+        first = (d["whole"] + d["whole_m"]) / 2
+        for key, name in (("u2p", "U2-Netp"), ("u2", "U2-Net")):
+            if key not in d:
+                continue
+            second = up((d[key] + d[f"{key}_m"]) / 2, SIDE, SIDE)
+            answer = up(second, width, height)
+            for share, margin in ((0.002, 0), (0.005, 0), (0.01, 0), (0.005, 0.1)):
+                take = second_opinion_regions(first, second, share, margin)
+                if not take.any():
+                    out[f"  second opinion {name} {share:g} m{margin:g}"] = out["shipped + matte (r4, tau 0.05, share 1)"]
+                    continue
+                t = up(take.astype(np.float32), width, height)
+                base = shipped + t * (answer - shipped)
+                out[f"  second opinion {name} {share:g} m{margin:g}"] = matte_edge(
+                    base, photo, closed_form(base, photo, width, height), r4)
         for spread in (0.5, 2):
             out[f"  colour spread gate x{spread:g}"] = matte_edge(shipped, photo, matte, r4, spread=spread)
         for cap in (0.2, 0.3):
@@ -363,6 +401,7 @@ def main():
     parser.add_argument("split", choices=["dev", "test"])
     parser.add_argument("--set", type=Path, default=CACHE / "eval-set")
     parser.add_argument("--u2net", type=Path, help="U²-Net ONNX file (rembg's u2net.onnx) for its looks")
+    parser.add_argument("--u2netp", type=Path, help="U²-Netp ONNX file (best quality's second opinion) for its looks")
     parser.add_argument("--guided", action="store_true", help="also score guided-filter refinements")
     parser.add_argument("--matte", nargs="?", const="shipped", choices=["shipped", "all"],
                         help="also score the colour-line and matte edges (pymatting); "
@@ -372,7 +411,7 @@ def main():
     split_dir = args.set / args.split
     looks_dir = CACHE / "looks" / args.split
     if args.action == "cache":
-        cache_looks(split_dir, looks_dir, args.u2net)
+        cache_looks(split_dir, looks_dir, args.u2net, args.u2netp)
         return
     stems = sorted(p.stem for p in looks_dir.glob("*.npz"))
     if not stems:

@@ -181,8 +181,9 @@ pub fn speed_choice(
 
 /// What best quality does and costs, for the inspector and the Batch page.
 pub const QUALITY_HINT: &str = "Best: the model also sees the photo mirrored and takes a closer \
-     look at the subject's edge, then the unsure edge is redrawn from the photo's own colours: \
-     up to four passes, so up to four times the time per image";
+     look at the subject's edge, U²-Net portable gives a second opinion where the model may \
+     have taken the wrong subject, then the unsure edge is redrawn from the photo's own \
+     colours: about four times the time per image";
 
 /// What the app starts with.
 pub struct AppStart {

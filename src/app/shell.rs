@@ -439,6 +439,10 @@ impl DesktopApp {
         if response.changed() {
             self.send(Command::SetBestQuality(on));
         }
+        // Its second opinion is the preview model (offered for download above).
+        if on && self.model != PREVIEW_MODEL && !self.model_manager.is_installed(PREVIEW_MODEL) {
+            ui.weak("without its second opinion: it needs the preview model");
+        }
     }
 
     /// The instant preview: on or off, or one click to get its model.

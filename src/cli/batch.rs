@@ -41,6 +41,7 @@ pub(super) fn settings(dirs: &AppDirs, args: &BatchArgs) -> Result<BatchSettings
 pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
     let mut settings = settings(dirs, &args)?;
     let mut engine = load_engine(dirs, &args.engine)?;
+    super::remove::note_missing_second_opinion(&engine, settings.quality, dirs);
     settings.model = engine.model.id.clone();
     let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
     let skipped = plan.skipped_summary();

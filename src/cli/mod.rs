@@ -358,7 +358,9 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {
-    /// Models to install (default: the catalog's default model).
+    /// Models to install (default: the catalog's default model and the
+    /// 4.6 MB u2netp behind the app's instant preview and best quality's
+    /// second opinion).
     #[arg(long = "model")]
     pub models: Vec<String>,
     /// PyPI package carrying the runtime: onnxruntime, onnxruntime-gpu, onnxruntime-directml.
@@ -713,7 +715,10 @@ fn setup(dirs: &AppDirs, args: SetupArgs) -> Result<ExitCode> {
     };
     let catalog = ModelCatalog::builtin();
     let ids = if args.models.is_empty() {
-        vec![catalog.default_model.clone()]
+        vec![
+            catalog.default_model.clone(),
+            backgrounderase::engine::second_opinion::SECOND_OPINION_MODEL.to_owned(),
+        ]
     } else {
         args.models
     };

@@ -14,6 +14,7 @@ use backgrounderase::engine::Engine;
 use backgrounderase::engine::encode::{EncodeOptions, OutputFormat};
 use backgrounderase::engine::inference::SessionOptions;
 use backgrounderase::engine::pipeline::{self, Job, Outcome, PipelineOptions};
+use backgrounderase::engine::quality::Quality;
 use backgrounderase::paths::AppDirs;
 
 use super::{EngineArgs, RemoveArgs};
@@ -22,6 +23,7 @@ pub fn run(dirs: &AppDirs, args: RemoveArgs) -> Result<ExitCode> {
     let spec = args.export.spec(dirs)?;
     let jobs = plan_jobs(&args.inputs, &args.output, spec.format)?;
     let mut engine = load_engine(dirs, &args.engine)?;
+    note_missing_second_opinion(&engine, spec.quality, dirs);
     let options = PipelineOptions {
         encode: EncodeOptions {
             format: spec.format,
@@ -91,6 +93,23 @@ pub fn load_engine(dirs: &AppDirs, args: &EngineArgs) -> Result<Engine> {
     let engine = Engine::load(dirs, &catalog, args.model.as_deref(), &options)?;
     eprintln!("model {} on {}", engine.model.id, engine.provider());
     Ok(engine)
+}
+
+/// Best quality without its second opinion still works, a little less
+/// well on photos where the model takes the wrong subject: say so, and how
+/// to add it (nothing is downloaded unasked).
+pub fn note_missing_second_opinion(engine: &Engine, quality: Quality, dirs: &AppDirs) {
+    if quality != Quality::Best {
+        return;
+    }
+    if let Some(entry) = engine.second_opinion.missing_model() {
+        eprintln!(
+            "note: best quality runs without its second opinion ({}, {}); to add it, {}",
+            entry.id,
+            entry.display_name,
+            backgrounderase::models::catalog::how_to_get(entry, &dirs.models_dir())
+        );
+    }
 }
 
 /// One input and an output that is not a folder: write exactly that file.

@@ -98,15 +98,12 @@ impl SecondOpinionSlot {
         }
     }
 
-    /// Whether best quality will ask a second opinion (its model is
-    /// installed and it applies to the main model).
-    pub fn is_available(&self) -> bool {
-        self.loaded.is_some()
-            || (!self.broken
-                && self
-                    .entry
-                    .as_ref()
-                    .is_some_and(|e| catalog::find_installed(e, &self.dirs).is_some()))
+    /// The second opinion's model when it would apply to the main model
+    /// but is not installed: best quality then runs without it.
+    pub fn missing_model(&self) -> Option<&ModelEntry> {
+        self.entry
+            .as_ref()
+            .filter(|e| self.loaded.is_none() && catalog::find_installed(e, &self.dirs).is_none())
     }
 
     /// The loaded second opinion; `None` when it does not apply, is not
@@ -300,7 +297,7 @@ mod tests {
         let take = regions_to_take(&first, &second, W, H);
         assert!(take[25 * W + 25] && take[75 * W + 75]);
         // Grown by two pixels around each region, and nothing elsewhere.
-        assert!(take[10 * W + 8] && !take[10 * W + 7]);
+        assert!(take[25 * W + 8] && !take[25 * W + 7]);
         assert!(!take[50 * W + 50] && !take[5 * W + 95]);
     }
 
