@@ -17,8 +17,8 @@ use backgrounderase::paths::AppDirs;
 use super::BatchArgs;
 use super::remove::load_engine;
 
-/// The batch settings `args` ask for; the caller sets `model` once the
-/// engine has loaded (a bad preset is reported before the model loads).
+/// The batch settings `args` ask for; the caller sets `model` and
+/// `second_opinion` once the engine has loaded (a bad preset is reported before the model loads).
 pub(super) fn settings(dirs: &AppDirs, args: &BatchArgs) -> Result<BatchSettings> {
     let spec = args.export.spec(dirs)?;
     Ok(BatchSettings {
@@ -32,6 +32,7 @@ pub(super) fn settings(dirs: &AppDirs, args: &BatchArgs) -> Result<BatchSettings
         model: String::new(),
         finish: spec.finish,
         quality: spec.quality,
+        second_opinion: None,
         // Brush strokes live in the app's editor; the CLI has none.
         edits: Default::default(),
         partials: super::partials_journal(dirs),
@@ -43,6 +44,7 @@ pub fn run(dirs: &AppDirs, args: BatchArgs) -> Result<ExitCode> {
     let mut engine = load_engine(dirs, &args.engine)?;
     super::remove::note_missing_second_opinion(&engine, settings.quality, dirs);
     settings.model = engine.model.id.clone();
+    settings.second_opinion = engine.second_opinion.model_in_use().map(str::to_owned);
     let plan = batch::plan(&args.input, &args.output, &settings, args.shard)?;
     let skipped = plan.skipped_summary();
     eprintln!(

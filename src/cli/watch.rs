@@ -41,6 +41,7 @@ pub fn run(dirs: &AppDirs, args: WatchArgs) -> Result<ExitCode> {
     let mut engine = load_engine(dirs, &args.engine)?;
     super::remove::note_missing_second_opinion(&engine, settings.quality, dirs);
     settings.model = engine.model.id.clone();
+    settings.second_opinion = engine.second_opinion.model_in_use().map(str::to_owned);
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create the output folder: {}", args.output.display()))?;
     if quiet {

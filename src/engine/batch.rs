@@ -113,6 +113,9 @@ pub struct BatchSettings {
     pub finish: super::finish::FinishSettings,
     /// One pass of the model or the best-quality passes.
     pub quality: super::quality::Quality,
+    /// Best quality's second opinion model, when it runs (part of what a
+    /// best-quality output depends on).
+    pub second_opinion: Option<String>,
     /// Brush strokes the user made in the app, by input file (canonical
     /// path): a batch over those files uses them.
     pub edits: BTreeMap<PathBuf, Vec<super::refine::Stroke>>,
@@ -133,6 +136,7 @@ impl Default for BatchSettings {
             if_exists: IfExists::Skip,
             finish: Default::default(),
             quality: Default::default(),
+            second_opinion: None,
             edits: BTreeMap::new(),
             partials: None,
             model: String::new(),
@@ -178,9 +182,10 @@ impl BatchSettings {
             } else {
                 format!("|{:?}", self.finish)
             },
-            match self.quality {
-                super::quality::Quality::Standard => String::new(),
-                other => format!("|{other}"),
+            match (self.quality, &self.second_opinion) {
+                (super::quality::Quality::Standard, _) => String::new(),
+                (other, None) => format!("|{other}"),
+                (other, Some(second)) => format!("|{other}+{second}"),
             },
             // Absent at the default, so earlier manifests stay valid.
             if self.jpeg_quality == DEFAULT_JPEG_QUALITY || self.format != OutputFormat::Jpeg {
@@ -741,6 +746,8 @@ impl BatchJob {
     /// The whole batch with `engine` (its model is the batch's model).
     pub fn run(mut self, engine: &mut Engine) {
         self.request.settings.model = engine.model.id.clone();
+        self.request.settings.second_opinion =
+            engine.second_opinion.model_in_use().map(str::to_owned);
         let request = &self.request;
         let plan = match plan(&request.input, &request.output, &request.settings, None) {
             Ok(mut plan) => {
@@ -835,6 +842,15 @@ mod tests {
             ..BatchSettings::default()
         };
         assert_ne!(standard.fingerprint(), best.fingerprint());
+        // Whether best quality had its second opinion changes the output too,
+        // so installing it redoes earlier best-quality outputs; standard
+        // quality never asks it.
+        let seconded = |settings: &BatchSettings| BatchSettings {
+            second_opinion: Some("u2netp".into()),
+            ..settings.clone()
+        };
+        assert_ne!(best.fingerprint(), seconded(&best).fingerprint());
+        assert_eq!(standard.fingerprint(), seconded(&standard).fingerprint());
         // Standard quality adds nothing to the key: outputs made before
         // there was a choice stay valid.
         let key = format!(

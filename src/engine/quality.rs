@@ -51,7 +51,8 @@ pub enum Quality {
     /// One pass of the model: the speed `batch` is measured at.
     #[default]
     Standard,
-    /// Mirror and subject passes (up to four runs of the model).
+    /// Mirror and subject passes (up to four runs of the model), the second
+    /// opinion (two of U²-Netp) and the matte edge.
     Best,
 }
 

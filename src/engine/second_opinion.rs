@@ -106,6 +106,18 @@ impl SecondOpinionSlot {
             .filter(|e| self.loaded.is_none() && catalog::find_installed(e, &self.dirs).is_none())
     }
 
+    /// The second opinion's model id when best quality will ask it: it
+    /// applies to the main model and is installed (or loaded).
+    pub fn model_in_use(&self) -> Option<&str> {
+        self.entry
+            .as_ref()
+            .filter(|e| {
+                self.loaded.is_some()
+                    || (!self.broken && catalog::find_installed(e, &self.dirs).is_some())
+            })
+            .map(|e| e.id.as_str())
+    }
+
     /// The loaded second opinion; `None` when it does not apply, is not
     /// installed, or failed to load (logged once).
     pub fn get(&mut self) -> Option<&mut SecondOpinion> {
