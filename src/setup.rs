@@ -485,10 +485,16 @@ mod tests {
         assert_eq!(pinned("runtime/libonnxruntime.so"), lib);
         let catalog = crate::models::catalog::ModelCatalog::builtin();
         let default = catalog.default_entry();
-        assert_eq!(
-            pinned(&format!("models/{}", default.file)),
-            default.checksum.hex()
-        );
+        // The default model and best quality's second opinion ship together.
+        let second = catalog
+            .get(crate::engine::second_opinion::SECOND_OPINION_MODEL)
+            .unwrap();
+        for entry in [default, second] {
+            assert_eq!(
+                pinned(&format!("models/{}", entry.file)),
+                entry.checksum.hex()
+            );
+        }
     }
 
     /// Everything setup and the model manager can fetch is pinned by

@@ -15,10 +15,12 @@ cargo build --release --locked --no-default-features --features ort-1-24
 if (Test-Path $stage) { Remove-Item -Recurse -Force $stage }
 New-Item -ItemType Directory -Force $stage | Out-Null
 # setup checks the model's sha256 and takes onnxruntime.dll + DirectML.dll from the wheel.
-& "$target\release\backgrounderase.exe" setup --into $stage --runtime-package onnxruntime-directml --model isnet-imgly-medium
+& "$target\release\backgrounderase.exe" setup --into $stage --runtime-package onnxruntime-directml --model isnet-imgly-medium --model u2netp
 $expected = "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"
 $actual = (Get-FileHash "$stage\models\isnet-imgly-medium.onnx" -Algorithm SHA256).Hash.ToLower()
 if ($actual -ne $expected) { throw "model checksum mismatch: $actual" }
+$actual = (Get-FileHash "$stage\models\u2netp.onnx" -Algorithm SHA256).Hash.ToLower()
+if ($actual -ne "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8") { throw "u2netp checksum mismatch: $actual" }
 
 Copy-Item "$target\release\backgrounderase.exe" $stage
 Copy-Item packaging\linux\MODEL-NOTICE.txt $stage
