@@ -201,6 +201,12 @@ fn the_best_quality_switch_redoes_the_image_on_screen() {
     switch.click();
     harness.step();
     assert_ne!(harness.state().workspace.items[0].status, Status::Done);
+    // The preview model is installed, so best has its second opinion.
+    assert!(
+        harness
+            .query_by_label_contains("without its second opinion")
+            .is_none()
+    );
     step_until(&mut harness, "the best-quality result", |app| {
         app.workspace.items[0].status == Status::Done
     });
@@ -351,7 +357,8 @@ fn the_instant_preview_comes_first_then_the_full_result_replaces_it() {
     assert_eq!(mask.dimensions(), (451, 300));
 }
 
-/// Without the preview model the switch is off and offers its download.
+/// Without the preview model the switch is off and offers its download,
+/// and best quality says it runs without its second opinion.
 #[test]
 fn the_instant_preview_offers_its_model_when_missing() {
     use backgrounderase::app::PREVIEW_LABEL;
@@ -366,6 +373,17 @@ fn the_instant_preview_offers_its_model_when_missing() {
         Some(egui::accesskit::Toggled::False)
     );
     harness.get_by_label_contains("Get the preview model (4.2 MB)");
+    // It is also best quality's second opinion: turned on, best says so.
+    assert!(
+        harness
+            .query_by_label_contains("without its second opinion")
+            .is_none()
+    );
+    harness
+        .get_by_label(backgrounderase::app::BEST_QUALITY_LABEL)
+        .click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("without its second opinion: it needs the preview model");
 }
 
 /// Keyboard alone: images, zoom, the before/after divider, the brush, the

@@ -439,8 +439,14 @@ impl DesktopApp {
         if response.changed() {
             self.send(Command::SetBestQuality(on));
         }
-        // Its second opinion is the preview model (offered for download above).
-        if on && self.model != PREVIEW_MODEL && !self.model_manager.is_installed(PREVIEW_MODEL) {
+        // Its second opinion is the preview model (offered for download
+        // above); models of the U²-Net family (min-max output) get none.
+        let asks_second_opinion = self
+            .model_manager
+            .catalog()
+            .get(&self.model)
+            .is_some_and(|m| m.postprocess != crate::models::catalog::PostProcess::MinMax);
+        if on && asks_second_opinion && !self.model_manager.is_installed(PREVIEW_MODEL) {
             ui.weak("without its second opinion: it needs the preview model");
         }
     }
