@@ -40,7 +40,7 @@ use crate::engine::inference::to_alpha;
 use crate::engine::inference::{InferenceSession, ModelOutput};
 use crate::engine::matte::{MatteProblem, closed_form_matte};
 use crate::engine::preprocess::{ModelInput, Preprocessor};
-use crate::engine::refine::{Region, box_blur, tiles_holding};
+use crate::engine::refine::{Region, box_blur, dilate, tiles_holding};
 use crate::engine::second_opinion::SecondOpinion;
 use crate::error::Error;
 use crate::models::catalog::PostProcess;
@@ -161,14 +161,14 @@ pub fn look(
     if quality == Quality::Standard {
         return session.run(input).map(Looks::from);
     }
-    let whole = run_mirrored(session, input)?;
+    let whole = run_mirrored(session, input, None)?;
     let subject = match subject_crop(&whole, post, image.width(), image.height()) {
         Some(rect) => {
             let crop =
                 image::imageops::crop_imm(image, rect.x0, rect.y0, rect.width(), rect.height())
                     .to_image();
             let crop_input = crop_preprocessor.prepare(&crop);
-            let output = run_mirrored(session, &crop_input)?;
+            let output = run_mirrored(session, &crop_input, None)?;
             Some(SubjectLook { rect, output })
         }
         None => None,
@@ -188,11 +188,15 @@ pub fn look(
 }
 
 /// The model's answer for `input` averaged with its answer for the mirror
-/// image (mirrored back).
-fn run_mirrored(session: &mut InferenceSession, input: &ModelInput) -> Result<ModelOutput, Error> {
+/// image (mirrored back). With `each_to_alpha`, each pass is turned into
+/// alpha before the average (U²-Net's min-max outputs are not on one scale).
+pub fn run_mirrored(
+    session: &mut InferenceSession,
+    input: &ModelInput,
+    each_to_alpha: Option<PostProcess>,
+) -> Result<ModelOutput, Error> {
     let mut straight = session.run(input)?;
-    let mirrored = session.run(&mirror_input(input))?;
-    let mirrored = mirror_output(&mirrored);
+    let mut mirrored = mirror_output(&session.run(&mirror_input(input))?);
     if mirrored.width != straight.width || mirrored.height != straight.height {
         return Err(Error::ModelOutput {
             detail: format!(
@@ -200,6 +204,10 @@ fn run_mirrored(session: &mut InferenceSession, input: &ModelInput) -> Result<Mo
                 mirrored.width, mirrored.height, straight.width, straight.height
             ),
         });
+    }
+    if let Some(post) = each_to_alpha {
+        straight.data = to_alpha(&straight.data, post);
+        mirrored.data = to_alpha(&mirrored.data, post);
     }
     for (a, b) in straight.data.iter_mut().zip(&mirrored.data) {
         *a = (*a + b) / 2.0;
@@ -215,7 +223,7 @@ pub fn mirror_input(input: &ModelInput) -> ModelInput {
     }
 }
 
-pub fn mirror_output(output: &ModelOutput) -> ModelOutput {
+fn mirror_output(output: &ModelOutput) -> ModelOutput {
     ModelOutput {
         data: mirror_rows(&output.data, output.width),
         ..*output
@@ -364,16 +372,7 @@ fn photo_matte(
     }
     // The unknown band grown by one pixel (4-neighbours): the model's sure
     // pixels right at the band's edge are often a pixel off.
-    let unknown: Vec<bool> = (0..wu * hu)
-        .map(|i| {
-            let (x, y) = (i % wu, i / wu);
-            unsure[i]
-                || (x > 0 && unsure[i - 1])
-                || (x + 1 < wu && unsure[i + 1])
-                || (y > 0 && unsure[i - wu])
-                || (y + 1 < hu && unsure[i + wu])
-        })
-        .collect();
+    let unknown = dilate(&unsure, wu, hu);
     let alpha: Vec<f32> = levels
         .iter()
         .zip(&unknown)

@@ -279,6 +279,39 @@ fn to_gray(plane: &[f32], w: u32, h: u32, scale: f32) -> GrayImage {
     GrayImage::from_raw(w, h, data).expect("same size")
 }
 
+/// Each pixel stays set only if its four neighbours are set (outside the
+/// frame counts as unset).
+pub fn erode(set: &[bool], width: usize, height: usize) -> Vec<bool> {
+    (0..set.len())
+        .map(|i| {
+            let (x, y) = (i % width, i / width);
+            set[i]
+                && x > 0
+                && set[i - 1]
+                && x + 1 < width
+                && set[i + 1]
+                && y > 0
+                && set[i - width]
+                && y + 1 < height
+                && set[i + width]
+        })
+        .collect()
+}
+
+/// Each pixel is set if it or one of its four neighbours is.
+pub fn dilate(set: &[bool], width: usize, height: usize) -> Vec<bool> {
+    (0..set.len())
+        .map(|i| {
+            let (x, y) = (i % width, i / width);
+            set[i]
+                || (x > 0 && set[i - 1])
+                || (x + 1 < width && set[i + 1])
+                || (y > 0 && set[i - width])
+                || (y + 1 < height && set[i + width])
+        })
+        .collect()
+}
+
 /// Mean over a `(2r + 1)²` window, edges clamped; O(n) with running sums,
 /// rows then columns (the column pass walks rows in order, for the cache).
 pub fn box_blur(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {

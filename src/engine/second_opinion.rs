@@ -14,9 +14,10 @@
 
 use image::RgbaImage;
 
-use crate::engine::inference::{InferenceSession, ModelOutput, SessionOptions, Speed, to_alpha};
+use crate::engine::inference::{InferenceSession, ModelOutput, SessionOptions, Speed};
 use crate::engine::preprocess::Preprocessor;
-use crate::engine::quality::{mirror_input, mirror_output};
+use crate::engine::quality::run_mirrored;
+use crate::engine::refine::{dilate, erode};
 use crate::engine::runtime;
 use crate::error::Error;
 use crate::models::catalog::{self, ModelCatalog, ModelEntry, PostProcess};
@@ -38,23 +39,7 @@ impl SecondOpinion {
     /// answer for the mirror image as the main model's is.
     pub fn answer(&mut self, image: &RgbaImage) -> Result<ModelOutput, Error> {
         let input = self.preprocessor.prepare(image);
-        let straight = self.session.run(&input)?;
-        let mirrored = mirror_output(&self.session.run(&mirror_input(&input))?);
-        if (mirrored.width, mirrored.height) != (straight.width, straight.height) {
-            return Err(Error::ModelOutput {
-                detail: format!(
-                    "the second opinion's mirrored pass gave {}×{}, the first {}×{}",
-                    mirrored.width, mirrored.height, straight.width, straight.height
-                ),
-            });
-        }
-        // Each pass stretched on its own (U²-Net's outputs are not on one scale).
-        let data = to_alpha(&straight.data, self.post)
-            .iter()
-            .zip(to_alpha(&mirrored.data, self.post))
-            .map(|(a, b)| (a + b) / 2.0)
-            .collect();
-        Ok(ModelOutput { data, ..straight })
+        run_mirrored(&mut self.session, &input, Some(self.post))
     }
 }
 
@@ -202,39 +187,6 @@ pub fn regions_to_take(first: &[f32], second: &[f32], width: usize, height: usiz
         take = dilate(&take, width, height);
     }
     take
-}
-
-/// Each pixel stays set only if its four neighbours are set (outside the
-/// frame counts as unset).
-fn erode(set: &[bool], width: usize, height: usize) -> Vec<bool> {
-    (0..set.len())
-        .map(|i| {
-            let (x, y) = (i % width, i / width);
-            set[i]
-                && x > 0
-                && set[i - 1]
-                && x + 1 < width
-                && set[i + 1]
-                && y > 0
-                && set[i - width]
-                && y + 1 < height
-                && set[i + width]
-        })
-        .collect()
-}
-
-/// Each pixel is set if it or one of its four neighbours is.
-fn dilate(set: &[bool], width: usize, height: usize) -> Vec<bool> {
-    (0..set.len())
-        .map(|i| {
-            let (x, y) = (i % width, i / width);
-            set[i]
-                || (x > 0 && set[i - 1])
-                || (x + 1 < width && set[i + 1])
-                || (y > 0 && set[i - width])
-                || (y + 1 < height && set[i + width])
-        })
-        .collect()
 }
 
 /// The 4-connected regions of set pixels, as lists of indices.
